@@ -1,0 +1,298 @@
+"""PyTorch adapter: autograd gradients, forward hooks for activations, the last Linear for CAM.
+
+The model stays on its device. During each call every module is put in eval mode and its
+previous training flag is restored afterwards; hooks are removed in ``finally``; gradients are
+taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from vexplain.core.adapter import (
+    ACTIVATION_GRADIENTS,
+    ACTIVATIONS,
+    CLASSIFIER_WEIGHTS,
+    FORWARD,
+    GRADIENTS,
+    ActivationResult,
+    GradientResult,
+    ModelAdapter,
+    Scorer,
+)
+from vexplain.core.errors import ModelLoadError
+from vexplain.core.hookspecs import hookimpl
+from vexplain.core.targets import TargetRequest, gather_scores
+
+from .torch_loading import build_from_factory, is_factory_spec, load_model_file
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Every module in eval mode inside the block; each module's own flag restored after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+class _Capture:
+    """A forward hook keeping a module's last output; with ``for_grad`` the graph continues from a
+    clone, so later in-place ops (``ReLU(inplace=True)``) cannot alter the captured tensor."""
+
+    def __init__(self, for_grad: bool):
+        self.for_grad = for_grad
+        self.output: torch.Tensor | None = None
+
+    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            return None
+        if self.for_grad:
+            self.output = output
+            return output.clone()
+        self.output = output.detach().clone()
+        return None
+
+
+class TorchAdapter(ModelAdapter):
+    """An ``nn.Module`` (TorchScript included), kept on its device.
+
+    ``batch_size`` (default 64) bounds each forward/backward. TorchScript modules support
+    ``forward`` and ``gradients`` only, since hooks cannot be added to compiled modules.
+    """
+
+    backend = "torch"
+    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS})
+
+    def __init__(self, model: torch.nn.Module, batch_size: int = 64, name: str | None = None, metadata: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.batch_size = batch_size
+        self.name = name or type(model).__name__
+        self.metadata = dict(metadata or {})
+        if isinstance(model, torch.jit.ScriptModule):
+            self.capabilities = frozenset({FORWARD, GRADIENTS})
+        self._default_layers: dict[tuple, str] = {}
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.model.parameters():
+            return tensor.device
+        for tensor in self.model.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def describe(self) -> str:
+        kind = "TorchScript" if isinstance(self.model, torch.jit.ScriptModule) else "PyTorch"
+        return f"{kind} model '{self.name}'"
+
+    def _batches(self, count: int, batch_size: int | None = None) -> Iterator[slice]:
+        step = max(1, int(batch_size or self.batch_size))
+        for start in range(0, count, step):
+            yield slice(start, min(start + step, count))
+
+    def forward(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        inputs = inputs.to(self.device)
+        with eval_mode(self.model), torch.no_grad():
+            return torch.cat([self._scores(self.model(inputs[part])) for part in self._batches(len(inputs), batch_size)])
+
+    def _scores(self, output: Any) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.dim() != 2:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ModelLoadError(f"{self.describe()} returned {shape}; vexplain needs scores of shape (N, K)")
+        return output.float()
+
+    def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
+        """``auto``: ONNX Runtime for a CPU model (exported once, cached), torch on any other device."""
+        if engine not in ("auto", "torch", "onnx"):
+            raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'torch' or 'onnx'")
+        wants_onnx = engine == "onnx" or (engine == "auto" and self.device.type == "cpu")
+        if wants_onnx and sample is not None and not isinstance(self.model, torch.jit.ScriptModule):
+            from .onnx_export import cached_export
+            from .onnx import OnnxAdapter
+
+            try:
+                with eval_mode(self.model):
+                    runner, cached = cached_export(
+                        self.model, tuple(sample.shape[1:]), lambda data: OnnxAdapter(data, name=f"{self.name} (exported)")
+                    )
+            except Exception as error:  # exporters fail in many ways on unusual models
+                if engine == "onnx":
+                    raise ModelLoadError(f"cannot export {self.describe()} to ONNX: {str(error).splitlines()[0]}") from None
+                return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_fallback": f"ONNX export failed: {str(error).splitlines()[0]}"})
+            return Scorer(lambda batch: runner.forward(batch, batch.shape[0]).to(self.device), "onnx", {"export_cached": cached})
+        if engine == "onnx":
+            raise self._unsupported("engine 'onnx'", "TorchScript models are run by torch")
+        return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch")
+
+    def gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> GradientResult:
+        inputs = inputs.to(self.device)
+        grads, scores, chosen = [], [], []
+        with eval_mode(self.model), torch.enable_grad():
+            for part in self._batches(len(inputs)):
+                batch = inputs[part].detach().clone().requires_grad_(True)
+                batch_scores = self._scores(self.model(batch))
+                batch_targets = targets.select(batch_scores.detach(), part.start)
+                (grad,) = torch.autograd.grad(gather_scores(batch_scores, batch_targets).sum(), batch)
+                grads.append(grad)
+                scores.append(batch_scores.detach())
+                chosen.append(batch_targets)
+        return GradientResult(torch.cat(grads), torch.cat(scores), torch.cat(chosen))
+
+    def _module(self, layer: str) -> torch.nn.Module:
+        self.check_layer(layer)
+        return self.model.get_submodule(layer)
+
+    def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
+        if ACTIVATIONS not in self.capabilities:
+            raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")
+        inputs = inputs.to(self.device)
+        module = self._module(layer)
+        acts, scores = [], []
+        capture = _Capture(for_grad=False)
+        handle = module.register_forward_hook(capture)
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                for part in self._batches(len(inputs)):
+                    capture.output = None
+                    scores.append(self._scores(self.model(inputs[part])))
+                    acts.append(self._captured(capture, layer))
+        finally:
+            handle.remove()
+        return ActivationResult(torch.cat(acts), torch.cat(scores))
+
+    def activation_gradients(self, inputs: torch.Tensor, layer: str, targets: TargetRequest) -> ActivationResult:
+        if ACTIVATION_GRADIENTS not in self.capabilities:
+            raise self._unsupported(ACTIVATION_GRADIENTS, "TorchScript modules take no hooks")
+        inputs = inputs.to(self.device)
+        module = self._module(layer)
+        acts, grads, scores, chosen = [], [], [], []
+        capture = _Capture(for_grad=True)
+        handle = module.register_forward_hook(capture)
+        try:
+            with eval_mode(self.model), torch.enable_grad():
+                for part in self._batches(len(inputs)):
+                    capture.output = None
+                    batch_scores = self._scores(self.model(inputs[part]))
+                    activation = self._captured(capture, layer)
+                    batch_targets = targets.select(batch_scores.detach(), part.start)
+                    if not activation.requires_grad:
+                        raise ModelLoadError(f"the output of layer '{layer}' does not take part in the model's score graph; pick a layer before the classifier")
+                    (grad,) = torch.autograd.grad(gather_scores(batch_scores, batch_targets).sum(), activation, allow_unused=True)
+                    if grad is None:
+                        grad = torch.zeros_like(activation)
+                    acts.append(activation.detach())
+                    grads.append(grad)
+                    scores.append(batch_scores.detach())
+                    chosen.append(batch_targets)
+        finally:
+            handle.remove()
+        return ActivationResult(torch.cat(acts), torch.cat(scores), torch.cat(chosen), torch.cat(grads))
+
+    def _captured(self, capture: _Capture, layer: str) -> torch.Tensor:
+        if capture.output is None:
+            raise ModelLoadError(f"layer '{layer}' did not run in the forward pass or did not output a tensor; pick another layer (`vexplain layers MODEL`)")
+        return capture.output
+
+    def classifier_weights(self) -> torch.Tensor:
+        linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+        if not linears:
+            raise self._unsupported(CLASSIFIER_WEIGHTS, "the model has no nn.Linear classifier")
+        return linears[-1].weight.detach()
+
+    def layers(self) -> list[str]:
+        return [name for name, _ in self.model.named_modules() if name]
+
+    def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
+        """The outermost module whose output is the last 4-D activation with more than one pixel.
+
+        Found by one hooked forward pass on ``sample`` (or zeros of the metadata's input size);
+        cached per input shape. For ``nn.Sequential`` feature stacks this is the stack itself,
+        for ResNets the last residual stage.
+        """
+        if ACTIVATIONS not in self.capabilities:
+            raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")
+        if sample is None:
+            size = self.metadata.get("input_size")
+            channels = self.metadata.get("channels", 3)
+            if not size:
+                raise self._unsupported(ACTIVATIONS, "give a sample input to find the default layer")
+            sample = torch.zeros((1, channels, *size))
+        key = tuple(sample.shape[1:])
+        if key not in self._default_layers:
+            self._default_layers[key] = self._find_last_spatial(sample[:1].to(self.device))
+        return self._default_layers[key]
+
+    def _find_last_spatial(self, sample: torch.Tensor) -> str:
+        found: list[str] = []
+
+        def make_hook(name: str):
+            def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
+                    found.append(name)
+
+            return hook
+
+        handles = [m.register_forward_hook(make_hook(n)) for n, m in self.model.named_modules() if n]
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                self.model(sample)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not found:
+            raise self._unsupported(ACTIVATIONS, "no layer outputs a 4-D feature map with more than one pixel")
+        return found[-1]
+
+
+TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".jit", ".pkl", ".bin")
+
+
+class TorchAdapterFactory:
+    """Accepts ``nn.Module`` objects, TorchScript files and ``pkg.module:factory`` strings."""
+
+    name = "torch"
+    priority = 20
+    capabilities = TorchAdapter.capabilities
+
+    @staticmethod
+    def accepts(model: Any) -> bool:
+        if isinstance(model, torch.nn.Module):
+            return True
+        if isinstance(model, (str, Path)):
+            text = str(model)
+            return is_factory_spec(text) or Path(text).suffix.lower() != ".onnx"
+        return False
+
+    @staticmethod
+    def adapt(model: Any, weights: str | Path | None = None, **options: Any) -> TorchAdapter:
+        if isinstance(model, torch.nn.Module):
+            return TorchAdapter(model, **options)
+        text = str(model)
+        if is_factory_spec(text):
+            return TorchAdapter(build_from_factory(text, weights), name=text, **options)
+        path = Path(text)
+        if path.is_file() and not _is_zip(path) and path.suffix.lower() not in TORCH_SUFFIXES:
+            from .onnx import OnnxAdapter
+
+            return OnnxAdapter(path, **options)
+        if weights is not None:
+            raise ModelLoadError(f"--weights goes with a 'pkg.module:factory' model, not with the file {path}")
+        return TorchAdapter(load_model_file(path), name=path.name, **options)
+
+
+def _is_zip(path: Path) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+@hookimpl
+def register_adapters(register) -> None:
+    register(TorchAdapterFactory)

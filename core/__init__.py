@@ -1,0 +1,1 @@
+"""vexplain's core: interfaces, registry, hook specs, the explain() entry point, post-processing."""

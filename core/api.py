@@ -1,0 +1,123 @@
+"""The public entry points: ``adapt``, ``explain``, ``methods``."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .adapter import ModelAdapter
+from .errors import ModelLoadError
+from .explanation import Explanation
+from .inputs import as_input_tensor
+from .options import resolve_options
+from .registry import REGISTRY
+from .targets import Targets, TargetRequest
+
+
+def adapt(model: Any, **options: Any) -> ModelAdapter:
+    """A ``ModelAdapter`` for ``model``.
+
+    ``model`` may be an ``nn.Module``, a TorchScript module, a path to a ``.onnx`` or TorchScript
+    file, ONNX bytes, an ``onnxruntime.InferenceSession``, or already a ``ModelAdapter`` (returned
+    as is). ``options`` go to the adapter (e.g. ``providers=`` for ONNX Runtime, ``weights=`` for
+    a ``pkg.module:factory`` string). Registered adapter factories are tried by priority.
+    """
+    if isinstance(model, ModelAdapter):
+        return model
+    factories = sorted((e.obj for e in REGISTRY.adapters().values()), key=lambda f: -f.priority)
+    for factory in factories:
+        if factory.accepts(model):
+            return factory.adapt(model, **options)
+    names = ", ".join(f.name for f in factories)
+    raise ModelLoadError(
+        f"cannot explain a {type(model).__name__}: give an nn.Module, a TorchScript or .onnx file, "
+        f"'pkg.module:factory' with weights=, or an onnxruntime.InferenceSession (adapters: {names})"
+    )
+
+
+def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets = None, **options: Any) -> Explanation:
+    """Explain ``model``'s scores on ``inputs`` with ``method``.
+
+    ``inputs``: float32 ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch, already preprocessed.
+    ``targets``: None (each input's top class), an int (all inputs) or one int per input.
+    ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
+    required capabilities are checked before any work.
+    """
+    started = time.perf_counter()
+    entry = REGISTRY.explainer(method)
+    explainer_class = entry.obj
+    adapter = adapt(model)
+    for capability in explainer_class.requires:
+        if not adapter.supports(capability):
+            raise adapter._unsupported(capability, f"method '{method}' requires it")
+    resolved = resolve_options(method, explainer_class.options, options)
+    tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
+    request = TargetRequest(targets, tensor.shape[0])
+    prepared = time.perf_counter()
+    with torch.inference_mode(False):
+        result = explainer_class().attribute(adapter, tensor, request, resolved)
+    computed = time.perf_counter()
+
+    def numpy(t: torch.Tensor | None, dtype: Any = "float32") -> Any:
+        return None if t is None else t.detach().to("cpu").numpy().astype(dtype, copy=False)
+
+    explanation = Explanation(
+        maps=numpy(result.maps),
+        targets=numpy(result.targets, "int64"),
+        scores=numpy(result.scores),
+        method=method,
+        options={**resolved, **result.notes, "targets": request.description, "backend": adapter.backend},
+        attributions=numpy(result.attributions),
+        layer_maps=numpy(result.layer_maps),
+    )
+    finished = time.perf_counter()
+    explanation.timings = {
+        "prepare": prepared - started,
+        "compute": computed - prepared,
+        "total": finished - started,
+    }
+    return explanation
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method as listed by ``vx.methods()``."""
+
+    name: str
+    requires: tuple[str, ...]
+    plugin: str
+    summary: str
+    paper: str
+    options: dict[str, Any]
+    backends: tuple[str, ...]
+
+
+def methods() -> list[MethodInfo]:
+    """The registered explainers, sorted by name, with the backends each runs on."""
+    adapters = REGISTRY.adapters()
+    listed = []
+    for name, entry in sorted(REGISTRY.explainers().items()):
+        cls = entry.obj
+        backends = tuple(
+            a.name for a in adapters.values() if set(cls.requires) <= set(getattr(a.obj, "capabilities", ()))
+        )
+        listed.append(
+            MethodInfo(
+                name=name,
+                requires=tuple(cls.requires),
+                plugin=entry.plugin,
+                summary=cls.summary,
+                paper=cls.paper,
+                options={k: o.default for k, o in cls.options.items()},
+                backends=backends,
+            )
+        )
+    return listed
+
+
+def plugin_failures() -> list[tuple[str, str]]:
+    """(plugin, error) for each third-party plugin that failed to load."""
+    REGISTRY.manager  # noqa: B018 - loading records the failures
+    return [(f.plugin, f.error) for f in REGISTRY.failures]

@@ -1,0 +1,47 @@
+"""The explainer interface: a method declares its name, the capabilities it requires and its options."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from .adapter import ModelAdapter
+from .options import Option
+from .targets import TargetRequest
+
+
+@dataclass
+class Attribution:
+    """What a method computes; ``explain()`` wraps it into an ``Explanation``.
+
+    ``maps`` ``(N, H, W)`` at input resolution, raw; ``attributions`` ``(N, C, H, W)`` or None;
+    ``layer_maps`` ``(N, h, w)`` for layer-based methods or None; ``scores`` the model's output on
+    the unperturbed inputs; ``targets`` the classes explained; ``notes`` choices made while running
+    (an engine, a derived batch size), merged into ``exp.options``.
+    """
+
+    maps: torch.Tensor
+    scores: torch.Tensor
+    targets: torch.Tensor
+    attributions: torch.Tensor | None = None
+    layer_maps: torch.Tensor | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Explainer:
+    """Base of every method. Subclasses set the class attributes and implement ``attribute``.
+
+    ``requires`` is checked against the adapter before any work is done.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ("forward",)
+    summary: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def attribute(
+        self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]
+    ) -> Attribution:
+        raise NotImplementedError(f"{type(self).__name__}.attribute")

@@ -1,0 +1,103 @@
+"""What every method returns: raw maps plus everything needed to reproduce and show them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InvalidOption
+from .postprocess import as_rgb_uint8, colorize, normalize
+
+
+@dataclass
+class Explanation:
+    """The result of ``vx.explain``.
+
+    Attributes:
+        maps: float32 ``(N, H, W)`` at input resolution, raw (no normalisation, no ReLU unless the
+            method's definition has one).
+        targets: int64 ``(N,)``, the classes explained.
+        scores: float32 ``(N, K)``, the model's output on the unperturbed inputs.
+        method: the method's registered name.
+        options: every option actually used, defaults and derived values filled in.
+        timings: seconds spent, by phase (``total`` always present).
+        attributions: float32 ``(N, C, H, W)`` for methods with per-channel values, else None.
+        layer_maps: float32 ``(N, h, w)`` at the layer's resolution for layer methods, else None.
+    """
+
+    maps: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    attributions: np.ndarray | None = None
+    layer_maps: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+    def normalized(self, mode: str = "minmax") -> np.ndarray:
+        """Maps scaled per image: ``minmax`` to [0, 1], ``max`` by max |m| keeping signs, ``none`` as is."""
+        return normalize(self.maps, mode)
+
+    def heatmaps(self, colormap: str = "jet") -> np.ndarray:
+        """Min-max normalised maps coloured with an OpenCV colormap, uint8 ``(N, H, W, 3)`` RGB."""
+        return np.stack([colorize(m, colormap) for m in self.normalized("minmax")])
+
+    def overlay(self, images: np.ndarray | Sequence[np.ndarray], colormap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+        """Heat maps blended over ``images`` (``(N, H, W, 3)`` RGB, uint8 or float in [0, 1]).
+
+        Result: uint8 ``(N, H, W, 3)`` RGB, ``alpha * heatmap + (1 - alpha) * image``. Images of
+        another size are resized to the maps' size.
+        """
+        import cv2
+
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise InvalidOption(f"alpha must be in [0, 1]; got {alpha!r}")
+        images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+        if len(images) != len(self):
+            raise InvalidOption(f"overlay got {len(images)} images for {len(self)} maps; give one image per map")
+        height, width = self.maps.shape[1:]
+        blended = []
+        for image, heat in zip(images, self.heatmaps(colormap)):
+            rgb = as_rgb_uint8(image)
+            if rgb.shape[:2] != (height, width):
+                rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+            mixed = alpha * heat.astype(np.float32) + (1 - alpha) * rgb.astype(np.float32)
+            blended.append(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
+        return np.stack(blended)
+
+    def save(
+        self,
+        folder: str | Path,
+        stem: str | Sequence[str],
+        images: np.ndarray | Sequence[np.ndarray] | None = None,
+        colormap: str = "jet",
+        alpha: float = 0.5,
+    ) -> list[Path]:
+        """Write ``<stem>.<method>.png`` (overlay, or the heat map without images) and
+        ``<stem>.<method>.npy`` (the raw ``(H, W)`` map) per input; returns the paths written.
+
+        ``stem`` is one name per input, or one name that gets ``_<i>`` appended when N > 1.
+        """
+        import cv2
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = [stem] if isinstance(stem, str) else list(stem)
+        if len(stems) == 1 and len(self) > 1:
+            stems = [f"{stems[0]}_{i}" for i in range(len(self))]
+        if len(stems) != len(self):
+            raise InvalidOption(f"save got {len(stems)} stems for {len(self)} maps; give one stem per map")
+        pictures = self.heatmaps(colormap) if images is None else self.overlay(images, colormap, alpha)
+        written = []
+        for name, picture, raw in zip(stems, pictures, self.maps):
+            png = folder / f"{name}.{self.method}.png"
+            npy = folder / f"{name}.{self.method}.npy"
+            cv2.imwrite(str(png), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            np.save(npy, raw.astype(np.float32), allow_pickle=False)
+            written += [png, npy]
+        return written

@@ -1,0 +1,142 @@
+"""Declared method options: defaults, coercion and one-line errors.
+
+Each explainer declares ``options = {"name": Option(default, coerce, help)}``. ``resolve_options``
+fills defaults, rejects unknown names (suggesting close ones) and converts values with the
+option's coercer, which raises ``ValueError("must be ...")`` naming what would be right.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import InvalidOption, did_you_mean
+
+Coercer = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method: its default (``None`` may mean "derived"), a coercer and help text."""
+
+    default: Any
+    coerce: Coercer
+    help: str
+
+
+def _is_int(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def integer(minimum: int | None = None) -> Coercer:
+    """An int (bools refused), at least ``minimum``."""
+
+    def coerce(value: Any) -> int:
+        if not _is_int(value) or (minimum is not None and value < minimum):
+            bound = f" >= {minimum}" if minimum is not None else ""
+            raise ValueError(f"must be an int{bound}")
+        return int(value)
+
+    return coerce
+
+
+def number() -> Coercer:
+    """A real number (bools refused)."""
+
+    def coerce(value: Any) -> float:
+        if not _is_number(value):
+            raise ValueError("must be a number")
+        return float(value)
+
+    return coerce
+
+
+def boolean() -> Coercer:
+    """True or False."""
+
+    def coerce(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be True or False")
+        return value
+
+    return coerce
+
+
+def int_pair(minimum: int = 1) -> Coercer:
+    """An int ``k`` (meaning ``(k, k)``) or a pair ``(h, w)`` of ints, each at least ``minimum``."""
+
+    def coerce(value: Any) -> tuple[int, int]:
+        if _is_int(value):
+            value = (value, value)
+        if (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(_is_int(v) and v >= minimum for v in value)
+        ):
+            return (int(value[0]), int(value[1]))
+        raise ValueError(f"must be an int >= {minimum} or a pair (h, w) of such ints")
+
+    return coerce
+
+
+def choice(*allowed: str) -> Coercer:
+    """One of the given strings."""
+
+    def coerce(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(repr, allowed))}")
+        return value
+
+    return coerce
+
+
+def text() -> Coercer:
+    """A string."""
+
+    def coerce(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+
+    return coerce
+
+
+def optional(inner: Coercer) -> Coercer:
+    """``None`` or whatever ``inner`` accepts."""
+
+    def coerce(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return coerce
+
+
+def resolve_options(method: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, values coerced; unknown names and bad values raise ``InvalidOption``."""
+    resolved = {name: option.default for name, option in declared.items()}
+    for name, value in given.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InvalidOption(
+                f"method '{method}' has no option '{name}'{did_you_mean(name, declared)} (its options: {known})"
+            )
+        try:
+            resolved[name] = declared[name].coerce(value)
+        except ValueError as error:
+            raise InvalidOption(f"option '{name}' of method '{method}' {error}; got {value!r}") from None
+    return resolved
+
+
+def parse_option_text(text_value: str) -> Any:
+    """A CLI ``--option k=v`` value: a Python literal when it parses as one, else the string."""
+    try:
+        return ast.literal_eval(text_value)
+    except (ValueError, SyntaxError):
+        return text_value

@@ -1,0 +1,202 @@
+"""The plugin host: pluggy manager, lazy idempotent loading, and the validated registry.
+
+Built-in plugins are ordinary hookimpl modules named in ``DEFAULT_PLUGINS`` and registered after
+entry points. A third-party plugin that fails to import is recorded in ``failures`` and warned
+about, never fatal. ``VEXPLAIN_DISABLE_PLUGINS`` (comma-separated) blocks plugins by name.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownMethod, did_you_mean
+
+if TYPE_CHECKING:
+    from .adapter import ModelAdapter
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "vexplain.adapters.torch",
+    "vexplain.adapters.onnx",
+    "vexplain.plugins.saliency",
+    "vexplain.plugins.occlusion",
+    "vexplain.plugins.cam",
+    "vexplain.plugins.gradcam",
+)
+ENTRY_POINT_GROUP = "vexplain"
+DISABLE_VARIABLE = "VEXPLAIN_DISABLE_PLUGINS"
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered explainer class or adapter factory and the plugin that gave it."""
+
+    name: str
+    obj: Any
+    plugin: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and why."""
+
+    plugin: str
+    error: str
+
+
+class Registry:
+    """Owns the plugin manager and the name → entry tables built from it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._manager: pluggy.PluginManager | None = None
+        self._explainers: dict[str, Registered] | None = None
+        self._adapters: dict[str, Registered] | None = None
+        self.failures: list[PluginFailure] = []
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = self._load()
+            return self._manager
+
+    def _load(self) -> pluggy.PluginManager:
+        manager = pluggy.PluginManager(hookspecs.PROJECT)
+        manager.add_hookspecs(hookspecs)
+        for name in _disabled():
+            manager.set_blocked(name)
+        self.failures = []
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
+                continue
+            try:
+                manager.register(entry_point.load(), name=entry_point.name)
+            except Exception as error:  # a broken third-party plugin must not break vexplain
+                failure = PluginFailure(entry_point.name, f"{type(error).__name__}: {error}")
+                self.failures.append(failure)
+                warnings.warn(f"vexplain plugin '{failure.plugin}' failed to load: {failure.error}", stacklevel=2)
+        for module_name in DEFAULT_PLUGINS:
+            if not manager.is_blocked(module_name) and not manager.has_plugin(module_name):
+                manager.register(importlib.import_module(module_name), name=module_name)
+        manager.check_pending()
+        return manager
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Add a plugin at run time (tests, notebooks); returns its name. Registry tables are rebuilt."""
+        with self._lock:
+            registered = self.manager.register(plugin, name=name)
+            if registered is None:
+                raise PluginError(f"plugin {name or plugin!r} is blocked by {DISABLE_VARIABLE}")
+            self._invalidate()
+            try:
+                self.manager.check_pending()
+                self.explainers()
+                self.adapters()
+            except Exception:
+                self.manager.unregister(name=registered)
+                self._invalidate()
+                raise
+            return registered
+
+    def unregister_plugin(self, name: str) -> None:
+        with self._lock:
+            if self.manager.has_plugin(name):
+                self.manager.unregister(name=name)
+            self._invalidate()
+
+    def reload(self) -> None:
+        """Forget everything; the next use loads entry points and built-ins again."""
+        with self._lock:
+            self._manager = None
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._explainers = None
+        self._adapters = None
+
+    def _collect(self, hook_name: str, kind: str, validate) -> dict[str, Registered]:
+        table: dict[str, Registered] = {}
+        hook = getattr(self.manager.hook, hook_name)
+        for implementation in reversed(hook.get_hookimpls()):
+            plugin_name = implementation.plugin_name
+
+            def register(obj: object, _plugin: str = plugin_name) -> None:
+                name = validate(obj, _plugin)
+                if name in table:
+                    raise PluginError(
+                        f"{kind} '{name}' is registered twice: by plugin '{table[name].plugin}' and by plugin '{_plugin}'; "
+                        f"rename one or disable a plugin with {DISABLE_VARIABLE}"
+                    )
+                table[name] = Registered(name, obj, _plugin)
+
+            implementation.function(register=register)
+        return table
+
+    def explainers(self) -> dict[str, Registered]:
+        with self._lock:
+            if self._explainers is None:
+                self._explainers = self._collect("register_explainers", "method", _validate_explainer)
+            return self._explainers
+
+    def adapters(self) -> dict[str, Registered]:
+        with self._lock:
+            if self._adapters is None:
+                self._adapters = self._collect("register_adapters", "adapter", _validate_adapter)
+            return self._adapters
+
+    def explainer(self, name: str) -> Registered:
+        table = self.explainers()
+        if not isinstance(name, str) or name not in table:
+            hint = did_you_mean(str(name), table) or ""
+            raise UnknownMethod(f"unknown method {name!r}{hint} (registered: {', '.join(sorted(table))})")
+        return table[name]
+
+
+def _disabled() -> list[str]:
+    return [name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()]
+
+
+def _validate_explainer(obj: object, plugin: str) -> str:
+    from .adapter import ALL_CAPABILITIES
+    from .explainer import Explainer
+
+    if not (isinstance(obj, type) and issubclass(obj, Explainer)):
+        raise PluginError(f"plugin '{plugin}' registered {obj!r}, which is not an Explainer subclass")
+    name = obj.name
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise PluginError(f"plugin '{plugin}' registered {obj.__name__} with name {name!r}; names are lowercase identifiers")
+    unknown = [c for c in obj.requires if c not in ALL_CAPABILITIES]
+    if unknown:
+        raise PluginError(
+            f"method '{name}' from plugin '{plugin}' requires unknown capabilities {unknown}; known: {', '.join(ALL_CAPABILITIES)}"
+        )
+    return name
+
+
+def _validate_adapter(obj: object, plugin: str) -> str:
+    missing = [a for a in ("name", "priority", "accepts", "adapt") if not hasattr(obj, a)]
+    if missing:
+        raise PluginError(f"plugin '{plugin}' registered adapter factory {obj!r} without {', '.join(missing)}")
+    if not isinstance(obj.name, str) or not _NAME_PATTERN.match(obj.name):
+        raise PluginError(f"plugin '{plugin}' registered an adapter named {obj.name!r}; names are lowercase identifiers")
+    return obj.name
+
+
+REGISTRY = Registry()
+
+
+def methods_supported_by(adapter: "ModelAdapter") -> list[str]:
+    """Names of the registered methods whose required capabilities the adapter has."""
+    return sorted(
+        name for name, entry in REGISTRY.explainers().items() if all(adapter.supports(c) for c in entry.obj.requires)
+    )

@@ -1,0 +1,51 @@
+"""vexplain: explain convolutional networks as pictures.
+
+>>> import vexplain as vx
+>>> exp = vx.explain(model, inputs, method="gradcam")   # doctest: +SKIP
+>>> exp.maps.shape                                      # doctest: +SKIP
+(N, H, W)
+"""
+from vexplain.core.adapter import ModelAdapter
+from vexplain.core.api import MethodInfo, adapt, explain, methods, plugin_failures
+from vexplain.core.errors import (
+    ImageLoadError,
+    InvalidInput,
+    InvalidOption,
+    InvalidTarget,
+    ModelLoadError,
+    PluginError,
+    UnknownLayer,
+    UnknownMethod,
+    UnsupportedCapability,
+    VexplainError,
+)
+from vexplain.core.explainer import Attribution, Explainer
+from vexplain.core.explanation import Explanation
+from vexplain.core.hookspecs import hookimpl
+from vexplain.core.options import Option
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attribution",
+    "Explainer",
+    "Explanation",
+    "ImageLoadError",
+    "InvalidInput",
+    "InvalidOption",
+    "InvalidTarget",
+    "MethodInfo",
+    "ModelAdapter",
+    "ModelLoadError",
+    "Option",
+    "PluginError",
+    "UnknownLayer",
+    "UnknownMethod",
+    "UnsupportedCapability",
+    "VexplainError",
+    "adapt",
+    "explain",
+    "hookimpl",
+    "methods",
+    "plugin_failures",
+]
