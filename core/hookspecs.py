@@ -18,8 +18,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_explainers(register: Callable[[type], None]) -> None:
     """Register explanation methods: ``register(ExplainerSubclass)`` for each.
 
-    The class must set ``name`` (lowercase identifier, unique across plugins), ``requires``
-    (adapter capabilities), ``summary``, ``paper`` and ``options``, and implement ``attribute``.
+    The class must subclass ``vexplain.Explainer``, set ``name`` (lowercase identifier, unique
+    across plugins), ``requires`` (a tuple of adapter capabilities), ``summary``, ``paper`` and
+    ``options`` (``{name: vexplain.Option}``), and implement
+    ``attribute(adapter, inputs, targets, options) -> vexplain.Attribution``.
     """
 
 
@@ -27,6 +29,8 @@ def register_explainers(register: Callable[[type], None]) -> None:
 def register_adapters(register: Callable[[object], None]) -> None:
     """Register model backends: ``register(factory)`` for each.
 
-    A factory has ``name`` (unique), ``priority`` (higher is tried first), ``accepts(model) -> bool``
-    and ``adapt(model, **options) -> ModelAdapter``.
+    A factory has ``name`` (lowercase identifier, unique), ``priority`` (a number; higher is tried
+    first), ``accepts(model) -> bool``, ``adapt(model, **options) -> ModelAdapter`` and
+    ``capabilities`` (the capability names its adapters may have, used to list which methods run
+    on which backend).
     """

@@ -13,7 +13,7 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pluggy
 
@@ -70,41 +70,60 @@ class Registry:
                 self._manager = self._load()
             return self._manager
 
+    @property
+    def loaded(self) -> bool:
+        """Whether plugins have been loaded yet (importing vexplain loads nothing)."""
+        return self._manager is not None
+
     def _load(self) -> pluggy.PluginManager:
         manager = pluggy.PluginManager(hookspecs.PROJECT)
         manager.add_hookspecs(hookspecs)
         for name in _disabled():
             manager.set_blocked(name)
-        self.failures = []
+        failures: list[PluginFailure] = []
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
                 continue
             try:
                 manager.register(entry_point.load(), name=entry_point.name)
+                manager.check_pending()  # a hook this version does not know fails this plugin only
             except Exception as error:  # a broken third-party plugin must not break vexplain
-                failure = PluginFailure(entry_point.name, f"{type(error).__name__}: {error}")
-                self.failures.append(failure)
+                if manager.has_plugin(entry_point.name):
+                    manager.unregister(name=entry_point.name)
+                failure = PluginFailure(entry_point.name, _one_line(error))
+                failures.append(failure)
                 warnings.warn(f"vexplain plugin '{failure.plugin}' failed to load: {failure.error}", stacklevel=2)
         for module_name in DEFAULT_PLUGINS:
             if not manager.is_blocked(module_name) and not manager.has_plugin(module_name):
                 manager.register(importlib.import_module(module_name), name=module_name)
         manager.check_pending()
+        self.failures = failures
         return manager
 
     def register_plugin(self, plugin: object, name: str | None = None) -> str:
-        """Add a plugin at run time (tests, notebooks); returns its name. Registry tables are rebuilt."""
+        """Add a plugin at run time (tests, notebooks); returns its name. Registry tables are rebuilt.
+
+        Anything invalid (a blocked or taken name, an unknown hook, a bad or duplicate
+        registration) raises ``PluginError`` and leaves the registry as it was.
+        """
         with self._lock:
-            registered = self.manager.register(plugin, name=name)
+            manager = self.manager
+            try:
+                registered = manager.register(plugin, name=name)
+            except (ValueError, pluggy.PluginValidationError) as error:
+                raise PluginError(f"cannot register plugin {name or _describe(plugin)}: {_one_line(error)}") from None
             if registered is None:
-                raise PluginError(f"plugin {name or plugin!r} is blocked by {DISABLE_VARIABLE}")
+                raise PluginError(f"plugin {name or _describe(plugin)!r} is blocked by {DISABLE_VARIABLE}")
             self._invalidate()
             try:
-                self.manager.check_pending()
+                manager.check_pending()
                 self.explainers()
                 self.adapters()
-            except Exception:
-                self.manager.unregister(name=registered)
+            except Exception as error:
+                manager.unregister(name=registered)
                 self._invalidate()
+                if isinstance(error, pluggy.PluginValidationError):
+                    raise PluginError(f"cannot register plugin '{registered}': {_one_line(error)}") from None
                 raise
             return registered
 
@@ -127,7 +146,7 @@ class Registry:
     def _collect(self, hook_name: str, kind: str, validate) -> dict[str, Registered]:
         table: dict[str, Registered] = {}
         hook = getattr(self.manager.hook, hook_name)
-        for implementation in reversed(hook.get_hookimpls()):
+        for implementation in hook.get_hookimpls():  # registration order: entry points, then built-ins
             plugin_name = implementation.plugin_name
 
             def register(obj: object, _plugin: str = plugin_name) -> None:
@@ -139,7 +158,13 @@ class Registry:
                     )
                 table[name] = Registered(name, obj, _plugin)
 
-            implementation.function(register=register)
+            arguments = {"register": register}
+            try:
+                implementation.function(*[arguments[a] for a in implementation.argnames])
+            except PluginError:
+                raise
+            except Exception as error:
+                raise PluginError(f"plugin '{plugin_name}' failed in {hook_name}: {_one_line(error)}") from error
         return table
 
     def explainers(self) -> dict[str, Registered]:
@@ -166,19 +191,54 @@ def _disabled() -> list[str]:
     return [name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()]
 
 
-def _validate_explainer(obj: object, plugin: str) -> str:
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` on one line."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _describe(obj: object) -> str:
+    """A short one-line name for what a plugin handed over (never a multi-line repr)."""
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
+
+
+def _capability_problem(value: object) -> str | None:
+    """Why ``value`` is not a collection of known capability names, or None when it is."""
     from .adapter import ALL_CAPABILITIES
+
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)):
+        return f"must be a tuple of capability names, got {type(value).__name__} {value!r}"
+    unknown = [c for c in value if c not in ALL_CAPABILITIES]
+    if unknown:
+        return f"has unknown capabilities {unknown}; known: {', '.join(ALL_CAPABILITIES)}"
+    return None
+
+
+def _validate_explainer(obj: object, plugin: str) -> str:
     from .explainer import Explainer
+    from .options import Option
 
     if not (isinstance(obj, type) and issubclass(obj, Explainer)):
-        raise PluginError(f"plugin '{plugin}' registered {obj!r}, which is not an Explainer subclass")
+        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.Explainer subclass")
     name = obj.name
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise PluginError(f"plugin '{plugin}' registered {obj.__name__} with name {name!r}; names are lowercase identifiers")
-    unknown = [c for c in obj.requires if c not in ALL_CAPABILITIES]
-    if unknown:
         raise PluginError(
-            f"method '{name}' from plugin '{plugin}' requires unknown capabilities {unknown}; known: {', '.join(ALL_CAPABILITIES)}"
+            f"plugin '{plugin}' registered {obj.__name__} with name {name!r}; "
+            f"names are lowercase identifiers (letters, digits, underscores)"
+        )
+    problem = _capability_problem(obj.requires)
+    if problem:
+        raise PluginError(f"method '{name}' from plugin '{plugin}': requires {problem}")
+    if obj.attribute is Explainer.attribute:
+        raise PluginError(f"method '{name}' from plugin '{plugin}' does not implement attribute()")
+    options = obj.options
+    if not isinstance(options, Mapping) or not all(
+        isinstance(k, str) and k.isidentifier() and isinstance(v, Option) for k, v in options.items()
+    ):
+        raise PluginError(
+            f"method '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option"
         )
     return name
 
@@ -186,10 +246,22 @@ def _validate_explainer(obj: object, plugin: str) -> str:
 def _validate_adapter(obj: object, plugin: str) -> str:
     missing = [a for a in ("name", "priority", "accepts", "adapt") if not hasattr(obj, a)]
     if missing:
-        raise PluginError(f"plugin '{plugin}' registered adapter factory {obj!r} without {', '.join(missing)}")
-    if not isinstance(obj.name, str) or not _NAME_PATTERN.match(obj.name):
-        raise PluginError(f"plugin '{plugin}' registered an adapter named {obj.name!r}; names are lowercase identifiers")
-    return obj.name
+        raise PluginError(f"plugin '{plugin}' registered adapter factory {_describe(obj)} without {', '.join(missing)}")
+    name = obj.name
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise PluginError(
+            f"plugin '{plugin}' registered an adapter named {name!r}; names are lowercase identifiers "
+            f"(letters, digits, underscores)"
+        )
+    if isinstance(obj.priority, bool) or not isinstance(obj.priority, (int, float)):
+        raise PluginError(f"adapter '{name}' from plugin '{plugin}': priority must be a number, got {obj.priority!r}")
+    not_callable = [a for a in ("accepts", "adapt") if not callable(getattr(obj, a))]
+    if not_callable:
+        raise PluginError(f"adapter '{name}' from plugin '{plugin}': {', '.join(not_callable)} must be callable")
+    problem = _capability_problem(getattr(obj, "capabilities", ()))
+    if problem:
+        raise PluginError(f"adapter '{name}' from plugin '{plugin}': capabilities {problem}")
+    return name
 
 
 REGISTRY = Registry()

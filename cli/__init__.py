@@ -1,0 +1,1 @@
+"""The ``vexplain`` command line: a thin layer over the public API."""

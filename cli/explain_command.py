@@ -1,0 +1,95 @@
+"""``vexplain explain MODEL IMAGE... --method NAME``: overlays and raw maps for image files."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vexplain.core.api import explain
+from vexplain.core.errors import InvalidOption, InvalidTarget
+from vexplain.core.images import load_image, preprocess
+from vexplain.core.options import parse_option_text
+from vexplain.core.progress import progress, progress_bars
+
+from .model_loading import load_model
+
+
+def add_parser(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "explain",
+        help="explain image files with one method",
+        description="Write DIR/<image-stem>.<method>.png (overlay) and DIR/<image-stem>.<method>.npy (raw (H, W) map) per image.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--method", "-m", default="gradcam", help="method name (see `vexplain methods`; default gradcam)")
+    parser.add_argument("--target", "-t", help="class index or class name to explain (default: each image's top class)")
+    parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
+    parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
+    parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
+    parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE", help="method option, repeatable; values are Python literals (window=8, stride=(4,4))")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize images to H W (default: from the model's metadata)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar="M", help="per-channel mean for normalisation (default: metadata, else 0)")
+    parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
+    parser.add_argument("--colormap", default="jet", help="OpenCV colormap name (default jet)")
+    parser.set_defaults(run=run)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` → ``{k: literal(v)}``; a pair without '=' is an error."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidOption(f"--option takes KEY=VALUE (e.g. window=8); got {pair!r}")
+        options[key.strip()] = parse_option_text(value.strip())
+    return options
+
+
+def resolve_target(text: str | None, class_names: list[str] | None) -> int | None:
+    """``--target`` as an int, or a class name looked up in the model's metadata."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if class_names and text in class_names:
+        return class_names.index(text)
+    known = f"; class names: {', '.join(class_names)}" if class_names else ""
+    raise InvalidTarget(f"--target must be a class index or a class name{known}; got {text!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = parse_options(args.options)
+    if args.layer is not None:
+        options["layer"] = args.layer
+    adapter = load_model(args.model, args.weights)
+    meta = adapter.metadata
+    size = args.size or meta.get("input_size")
+    mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)
+    std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
+    class_names = meta.get("class_names")
+    target = resolve_target(args.target, class_names)
+    out = Path(args.out)
+    images = [(Path(p), load_image(p)) for p in args.images]
+    with progress_bars(len(images) > 1 or sys.stderr.isatty()):
+        for path, image in progress(images, total=len(images), description="images"):
+            inputs = preprocess(image, size, mean, std)[None]
+            exp = explain(adapter, inputs, method=args.method, targets=target, **options)
+            shown = image if size is None else _resize(image, inputs.shape[2:])
+            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha)
+            cls = int(exp.targets[0])
+            label = f" '{class_names[cls]}'" if class_names and cls < len(class_names) else ""
+            print(f"{path.name}: {args.method} for class {cls}{label} (score {exp.scores[0, cls]:.3f}) -> {written[0]}")
+    return 0
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,35 @@
+"""The CLI's MODEL argument: an adapter plus the preprocessing metadata that travels with it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vexplain.core.adapter import ModelAdapter
+from vexplain.core.api import adapt
+from vexplain.core.errors import ModelLoadError
+
+METADATA_KEYS = ("class_names", "input_size", "mean", "std")
+
+
+def load_model(spec: str, weights: str | None = None) -> ModelAdapter:
+    """``spec`` (a .onnx or TorchScript path, or ``pkg.module:factory``) adapted, with metadata from
+    the model (ONNX metadata_props) or a JSON file beside the model or the weights (same stem)."""
+    adapter = adapt(spec, weights=weights) if weights is not None else adapt(spec)
+    for candidate in (weights, spec):
+        if candidate and Path(candidate).is_file():
+            sidecar = Path(candidate).with_suffix(".json")
+            if sidecar.is_file():
+                adapter.metadata = {**_read_sidecar(sidecar), **adapter.metadata}
+                break
+    return adapter
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read model metadata {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"model metadata {path} must be a JSON object with keys {', '.join(METADATA_KEYS)}")
+    return {key: data[key] for key in METADATA_KEYS if key in data}
