@@ -2,11 +2,12 @@
 
 The exporter is the TorchScript-based one (``dynamo=False``): it needs torch alone, writes one
 self-contained file and takes about a second for a ResNet-18. The cache is keyed on the module
-object (weakly) plus a fingerprint of its parameters' storage and version counters, so changing
-the weights in place triggers a new export instead of serving stale results.
+object (weakly) plus a digest of its parameters' and buffers' values, so changing the weights in
+any way triggers a new export instead of serving stale results.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import warnings
@@ -20,9 +21,18 @@ _LOCK = threading.Lock()
 
 
 def weights_fingerprint(module: torch.nn.Module) -> tuple:
-    """Identity of every parameter and buffer: storage pointer, version counter, shape."""
+    """Every parameter's and buffer's name, shape, dtype and a BLAKE2 digest of its bytes.
+
+    Hashing the values (about 50 ms for a ResNet-18's 45 MB here) catches every way weights
+    change, including edits through ``param.data`` that leave autograd's version counter alone.
+    """
     tensors = list(module.named_parameters()) + list(module.named_buffers())
-    return tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in tensors)
+    return tuple((name, tuple(t.shape), str(t.dtype), _digest(t)) for name, t in tensors)
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    raw = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def export_onnx(module: torch.nn.Module, input_shape: tuple[int, int, int], opset: int = 17) -> bytes:

@@ -7,6 +7,7 @@ taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,11 +24,15 @@ from vexplain.core.adapter import (
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.errors import ModelLoadError
+from vexplain.core.errors import InvalidInput, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.targets import TargetRequest, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
+
+
+#: default CAM layer per model, input shape and module structure (it does not depend on the weights)
+_DEFAULT_LAYERS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -78,7 +83,6 @@ class TorchAdapter(ModelAdapter):
         self.metadata = dict(metadata or {})
         if isinstance(model, torch.jit.ScriptModule):
             self.capabilities = frozenset({FORWARD, GRADIENTS})
-        self._default_layers: dict[tuple, str] = {}
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +104,29 @@ class TorchAdapter(ModelAdapter):
     def forward(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         inputs = inputs.to(self.device)
         with eval_mode(self.model), torch.no_grad():
-            return torch.cat([self._scores(self.model(inputs[part])) for part in self._batches(len(inputs), batch_size)])
+            return torch.cat([self._scores(self._call(inputs[part])) for part in self._batches(len(inputs), batch_size)])
+
+    def _call(self, batch: torch.Tensor) -> Any:
+        """The model on ``batch``; a failure on inputs whose channel count differs from the first
+        convolution's becomes ``InvalidInput`` (checked only after a failure, so a model that
+        adapts its input itself is never refused)."""
+        try:
+            return self.model(batch)
+        except RuntimeError as error:
+            expected = self._first_conv_channels()
+            if expected is None or batch.dim() != 4 or batch.shape[1] == expected:
+                raise
+            raise InvalidInput(
+                f"inputs have {batch.shape[1]} channels but {self.describe()} takes {expected} (its first convolution); "
+                f"shape must be (N, {expected}, H, W), got (N, {', '.join(map(str, batch.shape[1:]))})"
+            ) from error
+
+    def _first_conv_channels(self) -> int | None:
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Conv2d) or getattr(module, "original_name", None) == "Conv2d":
+                channels = getattr(module, "in_channels", None)
+                return int(channels) if isinstance(channels, int) else None
+        return None
 
     def _scores(self, output: Any) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 2:
@@ -137,7 +163,7 @@ class TorchAdapter(ModelAdapter):
         with eval_mode(self.model), torch.enable_grad():
             for part in self._batches(len(inputs)):
                 batch = inputs[part].detach().clone().requires_grad_(True)
-                batch_scores = self._scores(self.model(batch))
+                batch_scores = self._scores(self._call(batch))
                 batch_targets = targets.select(batch_scores.detach(), part.start)
                 (grad,) = torch.autograd.grad(gather_scores(batch_scores, batch_targets).sum(), batch)
                 grads.append(grad)
@@ -161,7 +187,7 @@ class TorchAdapter(ModelAdapter):
             with eval_mode(self.model), torch.no_grad():
                 for part in self._batches(len(inputs)):
                     capture.output = None
-                    scores.append(self._scores(self.model(inputs[part])))
+                    scores.append(self._scores(self._call(inputs[part])))
                     acts.append(self._captured(capture, layer))
         finally:
             handle.remove()
@@ -179,7 +205,7 @@ class TorchAdapter(ModelAdapter):
             with eval_mode(self.model), torch.enable_grad():
                 for part in self._batches(len(inputs)):
                     capture.output = None
-                    batch_scores = self._scores(self.model(inputs[part]))
+                    batch_scores = self._scores(self._call(inputs[part]))
                     activation = self._captured(capture, layer)
                     batch_targets = targets.select(batch_scores.detach(), part.start)
                     if not activation.requires_grad:
@@ -224,10 +250,11 @@ class TorchAdapter(ModelAdapter):
             if not size:
                 raise self._unsupported(ACTIVATIONS, "give a sample input to find the default layer")
             sample = torch.zeros((1, channels, *size))
-        key = tuple(sample.shape[1:])
-        if key not in self._default_layers:
-            self._default_layers[key] = self._find_last_spatial(sample[:1].to(self.device))
-        return self._default_layers[key]
+        known = _DEFAULT_LAYERS.setdefault(self.model, {})
+        key = (tuple(sample.shape[1:]), tuple((n, type(m)) for n, m in self.model.named_modules()))
+        if key not in known:
+            known[key] = self._find_last_spatial(sample[:1].to(self.device))
+        return known[key]
 
     def _find_last_spatial(self, sample: torch.Tensor) -> str:
         found: list[str] = []
@@ -242,7 +269,7 @@ class TorchAdapter(ModelAdapter):
         handles = [m.register_forward_hook(make_hook(n)) for n, m in self.model.named_modules() if n]
         try:
             with eval_mode(self.model), torch.no_grad():
-                self.model(sample)
+                self._call(sample)
         finally:
             for handle in handles:
                 handle.remove()

@@ -29,6 +29,11 @@ class TargetRequest:
         if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
             self.fixed = int(targets)
             return
+        if isinstance(targets, (np.ndarray, torch.Tensor)) and targets.ndim == 0:
+            value = targets.item()  # a 0-d integer array or tensor (e.g. ``logits.argmax()``) is an int
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                self.fixed = int(value)
+                return
         if isinstance(targets, (str, bytes, bool, float)) or not hasattr(targets, "__len__"):
             raise InvalidTarget(
                 f"targets must be None, an int, or a sequence of {count} ints; got {type(targets).__name__} {targets!r}"

@@ -1,0 +1,16 @@
+"""Shared test setup: the tests folder on sys.path, so ``from models import ...`` works and
+``"models:seeded_cnn"`` is a valid ``pkg.module:factory`` spec."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+import torch  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and OpenMP threads spinning against other
+# processes on a small shared machine make the suite several times slower.
+torch.set_num_threads(1)
