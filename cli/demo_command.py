@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vexplain.core.api import adapt, explain, methods
 from vexplain.core.errors import VexplainError
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, np.ndarray] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
-    with progress_bars(True):
+    with progress_bars(sys.stderr.isatty()):
         for name in progress(names, total=len(names), description="methods"):
             try:
                 started = time.perf_counter()
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             results[name] = {"hits": int(hits.sum()), "scenes": len(hits), "seconds": round(seconds, 4), "options": _jsonable(exp.options)}
             overlays = exp.overlay(images)
             columns[name] = np.stack([mark_peak(o, p) for o, p in zip(overlays, peaks)])
-    accuracy = float((adapter.forward(__import__("torch").from_numpy(inputs)).argmax(1).numpy() == labels).mean())
+    accuracy = float((adapter.forward(torch.from_numpy(inputs)).argmax(1).numpy() == labels).mean())
     figure_path = out / "demo.png"
     _write_figure(figure_path, images, labels, boxes, columns, meta["class_names"])
     (out / "demo_results.json").write_text(json.dumps({"accuracy": accuracy, "seed": args.seed, "methods": results}, indent=2))

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, class_names)
     out = Path(args.out)
     images = [(Path(p), load_image(p)) for p in args.images]
-    with progress_bars(len(images) > 1 or sys.stderr.isatty()):
+    with progress_bars(sys.stderr.isatty()):
         for path, image in progress(images, total=len(images), description="images"):
             inputs = preprocess(image, size, mean, std)[None]
             exp = explain(adapter, inputs, method=args.method, targets=target, **options)

@@ -1,0 +1,44 @@
+"""Regenerate the README's pictures from the shipped demo model: `python docs/make_images.py`."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import vexplain as vx
+from vexplain.cli.main import main as cli
+from vexplain.core.gallery import draw_box, grid
+from vexplain.demo.model import load_demo_model, preprocess
+from vexplain.demo.scenes import generate_dataset
+
+IMAGES = Path(__file__).parent / "images"
+
+
+def quickstart_figure() -> np.ndarray:
+    """Four scenes: the input with its box, then Grad-CAM, occlusion and CAM overlays."""
+    model = load_demo_model()
+    images, labels, boxes = generate_dataset(4, seed=0)
+    inputs = preprocess(images)
+    columns = {
+        "gradcam": vx.explain(model, inputs, method="gradcam").overlay(images),
+        "occlusion": vx.explain(model, inputs, method="occlusion", targets=labels, window=8, stride=4).overlay(images),
+        "cam": vx.explain(model, inputs, method="cam").overlay(images),
+    }
+    tiles = [[draw_box(images[i], boxes[i])] + [columns[name][i] for name in columns] for i in range(len(images))]
+    return grid(tiles, ["input + box", *columns], scale=2)
+
+
+def main() -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    figure = quickstart_figure()
+    cv2.imwrite(str(IMAGES / "quickstart.png"), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
+    with tempfile.TemporaryDirectory() as folder:
+        cli(["demo", "--out", folder])
+        shutil.copy(Path(folder) / "demo.png", IMAGES / "demo.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`vexplain demo` on the shipped model: figure written, CAM/Grad-CAM/occlusion point inside the box."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from vexplain.cli.main import main
+from vexplain.demo.model import ASSETS, load_demo_model, load_metadata
+
+
+def test_shipped_assets_agree_with_each_other():
+    import numpy as np
+    import torch
+
+    import vexplain as vx
+    from vexplain.demo.model import preprocess
+    from vexplain.demo.scenes import generate_dataset
+
+    meta = load_metadata()
+    images, _, _ = generate_dataset(8, seed=3)
+    inputs = preprocess(images)
+    with torch.no_grad():
+        torch_scores = load_demo_model()(torch.from_numpy(inputs)).numpy()
+    onnx_adapter = vx.adapt(ASSETS / "demo_cnn.onnx")
+    np.testing.assert_allclose(onnx_adapter.forward(torch.from_numpy(inputs)).numpy(), torch_scores, atol=1e-4)
+    assert onnx_adapter.metadata["class_names"] == meta["class_names"]
+    assert list(onnx_adapter.metadata["input_size"]) == list(meta["input_size"])
+
+
+def test_demo_points_inside_the_box(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scenes", "16"]) == 0
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "demo_results.json").read_text())
+    for method in ("cam", "gradcam", "occlusion"):
+        entry = results["methods"][method]
+        assert entry["hits"] / entry["scenes"] >= 0.9, (method, entry)
+        assert method in out
+    figure = cv2.imread(str(tmp_path / "demo.png"))
+    assert figure is not None and figure.shape[0] > 64 and figure.shape[1] > 64 * 4
+    assert results["accuracy"] >= 0.9
+
+
+def test_demo_rejects_zero_scenes(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scenes", "0"]) == 2
+    assert "--scenes must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_bars_only_when_enabled(enabled):
+    from vexplain.core.progress import progress, progress_bars
+
+    items = list(range(5))
+    with progress_bars(enabled):
+        wrapped = progress(items, total=5, description="x")
+    assert (wrapped is items) is (not enabled)
+    assert list(wrapped) == items
