@@ -10,7 +10,7 @@ from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, choice, int_pair, integer, number, optional
-from vexplain.core.perturbation import apply_masks, batch_size_for, box_masks, window_starts
+from vexplain.core.perturbation import batch_size_for, box_indices, box_masks, fill_boxes, window_starts
 from vexplain.core.progress import progress
 from vexplain.core.targets import TargetRequest, gather_scores
 
@@ -61,14 +61,22 @@ class Occlusion(Explainer):
         base = gather_scores(scores, chosen)
         maps = torch.zeros((len(inputs), height, width), device=device)
         coverage = torch.zeros((height, width), device=device)
-        chunks = [(n, s) for n in range(len(inputs)) for s in range(0, len(tops), batch_size)]
-        for n, start in progress(chunks, total=len(chunks), description="occlusion"):
-            masks = box_masks(tops[start : start + batch_size], lefts[start : start + batch_size], (height, width), window, device)
-            occluded_scores = scorer.run(apply_masks(inputs[n], masks, options["baseline"])).to(device)
+        # window chunks outside, images inside: each chunk's masks are built once for all images,
+        # and every occluded batch is written into one reused buffer (each map still sums its
+        # chunks in the same order, so the result is unchanged)
+        chunks = [(s, n) for s in range(0, len(tops), batch_size) for n in range(len(inputs))]
+        buffer = torch.empty((min(batch_size, len(tops)), *inputs.shape[1:]), dtype=inputs.dtype, device=device)
+        masks = boxes = None
+        for start, n in progress(chunks, total=len(chunks), description="occlusion"):
+            if n == 0:
+                chunk_tops, chunk_lefts = tops[start : start + batch_size], lefts[start : start + batch_size]
+                masks = box_masks(chunk_tops, chunk_lefts, (height, width), window, device)
+                boxes = box_indices(chunk_tops, chunk_lefts, window, tuple(inputs.shape[1:]))
+                coverage += masks[:, 0].sum(dim=0)
+            batch = fill_boxes(inputs[n], boxes, options["baseline"], out=buffer[: len(masks)])
+            occluded_scores = scorer.run(batch).to(device)
             drop = base[n] - occluded_scores[:, chosen[n]]
             maps[n] += torch.einsum("b,bhw->hw", drop, masks[:, 0])
-            if n == 0:
-                coverage += masks[:, 0].sum(dim=0)
         notes = {
             "window": window,
             "stride": stride,

@@ -1,0 +1,77 @@
+"""Helpers shared by the benchmark scripts: timing, environment description, table printing."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so `python benchmarks/x.py` can import `benchmarks.models`
+    sys.path.insert(0, str(ROOT))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """``(seconds, result)`` of one call."""
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """``(min seconds, all seconds, last result)`` over ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(max(1, repeats)):
+        seconds, result = timed(fn)
+        times.append(seconds)
+    return min(times), times, result
+
+
+def median_of(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> tuple[float, list[float]]:
+    """``(median seconds, all seconds)`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = [timed(fn)[0] for _ in range(max(1, repeats))]
+    return statistics.median(times), times
+
+
+def environment() -> dict[str, Any]:
+    import captum
+    import numpy
+    import onnxruntime
+    import torch
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": onnxruntime.__version__,
+        "captum": captum.__version__,
+        "numpy": numpy.__version__,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-" * len(line))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 0.01:
+            return f"{value:.3f}"
+        return f"{value:.2e}"
+    return str(value)
