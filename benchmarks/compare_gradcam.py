@@ -8,6 +8,7 @@ For each (model, batch) it times, after warm-up, the median of ``R`` calls of
 
 * ``plain fwd+bwd``: ``scores = model(x)``; ``torch.autograd.grad(scores[i, t_i].sum(), x)``
   (x requires grad): the cost floor of any gradient method;
+* ``forward only``: ``model(x)`` under ``torch.no_grad()``, for scale;
 * ``vx.explain(model, x, "gradcam")``: what a user writes (a new adapter per call);
 * ``vx.explain(adapter, x, "gradcam")``: an adapter made once with ``vx.adapt(model)`` and reused;
 * Captum ``LayerGradCam(model, layer).attribute(x, target, relu_attributions=True)`` followed by
@@ -59,6 +60,10 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
         (grad,) = torch.autograd.grad(scores.gather(1, targets[:, None]).sum(), x)
         return grad
 
+    def forward_only():
+        with torch.no_grad():
+            return model(inputs)
+
     def vexplain_model():
         return vx.explain(model, inputs, method="gradcam", targets=target_list)
 
@@ -73,7 +78,7 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
 
     print(f"\n== {case['name']} batch {case['batch']} at {case['size']}x{case['size']} (weights {weights}), layer '{layer}'", flush=True)
     seconds, all_seconds = {}, {}
-    for label, fn in (("plain_fwd_bwd", plain), ("vexplain_model", vexplain_model), ("vexplain_adapter", vexplain_adapter), ("captum_layergradcam", captum)):
+    for label, fn in (("plain_fwd_bwd", plain), ("forward_only", forward_only), ("vexplain_model", vexplain_model), ("vexplain_adapter", vexplain_adapter), ("captum_layergradcam", captum)):
         seconds[label], all_seconds[label] = median_of(fn, repeats)
         print(f"{label:22s}: {seconds[label] * 1000:9.1f} ms", flush=True)
     exp = vexplain_adapter()
@@ -107,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     results = [run_case(c, repeats, models) for c in cases(args.quick)]
 
     print("\nmedian ms; ratio = time / plain forward+backward")
-    headers = ["model", "batch", "plain fwd+bwd", "vx(model)", "vx(adapter)", "captum LayerGradCam",
+    headers = ["model", "batch", "plain fwd+bwd", "fwd only", "vx(model)", "vx(adapter)", "captum LayerGradCam",
                "vx(model)/plain", "vx(adapter)/plain", "captum/plain", "max|diff| layer maps"]
     rows = []
     for r in results:
         s, q = r["seconds_median"], r["ratios_vs_plain"]
-        rows.append([r["case"], r["batch"], f"{s['plain_fwd_bwd'] * 1e3:.1f}", f"{s['vexplain_model'] * 1e3:.1f}",
+        rows.append([r["case"], r["batch"], f"{s['plain_fwd_bwd'] * 1e3:.1f}", f"{s['forward_only'] * 1e3:.1f}", f"{s['vexplain_model'] * 1e3:.1f}",
                      f"{s['vexplain_adapter'] * 1e3:.1f}", f"{s['captum_layergradcam'] * 1e3:.1f}",
                      f"{q['vexplain_model']:.2f}x", f"{q['vexplain_adapter']:.2f}x", f"{q['captum_layergradcam']:.2f}x",
                      r["layer_maps_max_abs_diff_vs_captum"]])

@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import best_of, environment, print_table, timed
+from benchmarks.common import environment, print_table, timed
 from benchmarks.models import demo_inputs, demo_model, resnet18_shaped, resnet_inputs
 
 TOLERANCE = 1e-4
@@ -70,34 +70,37 @@ def run_case(case: dict, repeats: int) -> dict:
     def vexplain(engine: str):
         return vx.explain(model, inputs, method="occlusion", targets=target_list, window=window, stride=stride, engine=engine)
 
-    first_s, first = timed(lambda: vexplain("auto"))
-    print(f"vexplain auto, first call : {first_s:8.3f} s  engine={first.options['engine']} "
-          f"export_cached={first.options.get('export_cached')} batch_size={first.options['batch_size']}", flush=True)
-    warm_s, warm_times, warm = best_of(lambda: vexplain("auto"), repeats)
-    print(f"vexplain auto, warm call  : {warm_s:8.3f} s  export_cached={warm.options.get('export_cached')}", flush=True)
-    torch_s, torch_times, via_torch = best_of(lambda: vexplain("torch"), repeats)
-    print(f"vexplain engine=torch     : {torch_s:8.3f} s", flush=True)
-
     occlusion = Occlusion(model)
-    captum_times: dict[int, list[float]] = {}
-    captum_maps: dict[int, np.ndarray] = {}
-    for ppe in case["ppe"]:
-        def run_captum(ppe=ppe):
-            with torch.no_grad():
-                return occlusion.attribute(
-                    inputs,
-                    sliding_window_shapes=(channels, window, window),
-                    strides=(channels, stride, stride),
-                    baselines=0,
-                    target=targets,
-                    perturbations_per_eval=ppe,
-                )
-        seconds, times, attribution = best_of(run_captum, repeats)
-        captum_times[ppe] = times
-        captum_maps[ppe] = attribution[:, 0].numpy()
-        print(f"captum perturbations_per_eval={ppe:<4}: {seconds:8.3f} s", flush=True)
-        del attribution
-        gc.collect()
+
+    def captum(ppe: int):
+        with torch.no_grad():
+            return occlusion.attribute(
+                inputs,
+                sliding_window_shapes=(channels, window, window),
+                strides=(channels, stride, stride),
+                baselines=0,
+                target=targets,
+                perturbations_per_eval=ppe,
+            )
+
+    first_s, first = timed(lambda: vexplain("auto"))
+    print(f"vexplain auto, first call (export + session + run): {first_s:8.3f} s  engine={first.options['engine']} "
+          f"export_cached={first.options.get('export_cached')} batch_size={first.options['batch_size']}", flush=True)
+    contenders = {"vexplain_onnx_warm": lambda: vexplain("auto"), "vexplain_torch": lambda: vexplain("torch")}
+    contenders.update({f"captum_ppe_{p}": (lambda p=p: captum(p)) for p in case["ppe"]})
+    times: dict[str, list[float]] = {label: [] for label in contenders}
+    last: dict[str, object] = {}
+    for round_ in range(repeats):  # rounds interleave the contenders, so a load change hits all alike
+        for label, fn in contenders.items():
+            seconds, last[label] = timed(fn)
+            times[label].append(seconds)
+            print(f"round {round_ + 1}/{repeats} {label:24s}: {seconds:8.3f} s", flush=True)
+            gc.collect()
+    warm, via_torch = last["vexplain_onnx_warm"], last["vexplain_torch"]
+    warm_s, torch_s = min(times["vexplain_onnx_warm"]), min(times["vexplain_torch"])
+    warm_times, torch_times = times["vexplain_onnx_warm"], times["vexplain_torch"]
+    captum_times = {p: times[f"captum_ppe_{p}"] for p in case["ppe"]}
+    captum_maps = {p: last[f"captum_ppe_{p}"][:, 0].numpy() for p in case["ppe"]}
     best_ppe = min(captum_times, key=lambda p: min(captum_times[p]))
     captum_best = min(captum_times[best_ppe])
     reference = captum_maps[best_ppe]
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
-    parser.add_argument("--repeats", type=int, default=1, help="time each contender this many times and keep the best (default 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds; each round times every contender once (interleaved), the fastest time of each contender is kept (default 1)")
     parser.add_argument("--only", choices=("demo", "resnet18"), help="run one model only")
     args = parser.parse_args(argv)
 

@@ -1,7 +1,8 @@
 """The plugin host: pluggy manager, lazy idempotent loading, and the validated registry.
 
-Built-in plugins are ordinary hookimpl modules named in ``DEFAULT_PLUGINS`` and registered after
-entry points. A third-party plugin that fails to import is recorded in ``failures`` and warned
+Built-in plugins are the hookimpl modules found in the ``vexplain.adapters`` and ``vexplain.plugins``
+packages (see ``builtin_plugins``), registered after entry points exactly like third-party ones;
+dropping a module with ``@hookimpl`` functions into ``plugins/`` is all it takes to ship a method. A third-party plugin that fails to import is recorded in ``failures`` and warned
 about, never fatal. ``VEXPLAIN_DISABLE_PLUGINS`` (comma-separated) blocks plugins by name.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import pkgutil
 import re
 import threading
 import warnings
@@ -23,17 +25,33 @@ from .errors import PluginError, UnknownMethod, did_you_mean
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "vexplain.adapters.torch",
-    "vexplain.adapters.onnx",
-    "vexplain.plugins.saliency",
-    "vexplain.plugins.occlusion",
-    "vexplain.plugins.cam",
-    "vexplain.plugins.gradcam",
-)
+BUILTIN_PACKAGES: tuple[str, ...] = ("vexplain.adapters", "vexplain.plugins")
 ENTRY_POINT_GROUP = "vexplain"
 DISABLE_VARIABLE = "VEXPLAIN_DISABLE_PLUGINS"
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def builtin_module_names() -> tuple[str, ...]:
+    """Public modules of the built-in packages, found on disk without importing any of them."""
+    names: list[str] = []
+    for package_name in BUILTIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        names.extend(
+            f"{package_name}.{info.name}"
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name)
+            if not info.name.startswith("_") and not info.ispkg
+        )
+    return tuple(names)
+
+
+def builtin_plugins() -> tuple[str, ...]:
+    """The built-in plugin modules: those of ``builtin_module_names()`` with ``@hookimpl`` functions (imports them)."""
+    return tuple(name for name in builtin_module_names() if _has_hookimpls(importlib.import_module(name)))
+
+
+def _has_hookimpls(module: object) -> bool:
+    marker = f"{hookspecs.PROJECT}_impl"
+    return any(hasattr(getattr(module, attribute, None), marker) for attribute in dir(module))
 
 
 @dataclass(frozen=True)
@@ -93,9 +111,11 @@ class Registry:
                 failure = PluginFailure(entry_point.name, _one_line(error))
                 failures.append(failure)
                 warnings.warn(f"vexplain plugin '{failure.plugin}' failed to load: {failure.error}", stacklevel=2)
-        for module_name in DEFAULT_PLUGINS:
+        for module_name in builtin_module_names():
             if not manager.is_blocked(module_name) and not manager.has_plugin(module_name):
-                manager.register(importlib.import_module(module_name), name=module_name)
+                module = importlib.import_module(module_name)
+                if _has_hookimpls(module):
+                    manager.register(module, name=module_name)
         manager.check_pending()
         self.failures = failures
         return manager
@@ -176,7 +196,9 @@ class Registry:
     def adapters(self) -> dict[str, Registered]:
         with self._lock:
             if self._adapters is None:
-                self._adapters = self._collect("register_adapters", "adapter", _validate_adapter)
+                collected = self._collect("register_adapters", "adapter", _validate_adapter)
+                # highest priority first: the order adapters are tried in, and listed in
+                self._adapters = dict(sorted(collected.items(), key=lambda item: -item[1].obj.priority))
             return self._adapters
 
     def explainer(self, name: str) -> Registered:

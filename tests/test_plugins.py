@@ -8,7 +8,7 @@ import torch
 
 import vexplain as vx
 from vexplain.core.adapter import ALL_CAPABILITIES, FORWARD, GRADIENTS
-from vexplain.core.registry import DEFAULT_PLUGINS, REGISTRY
+from vexplain.core.registry import REGISTRY, builtin_plugins
 
 try:
     import test_plugins_support as support
@@ -46,8 +46,19 @@ def test_builtins_are_ordinary_plugins_and_remember_their_plugin():
     assert plugins["saliency"] == "vexplain.plugins.saliency"
     assert plugins["occlusion"] == "vexplain.plugins.occlusion"
     names = [name for name, _ in REGISTRY.manager.list_name_plugin()]
-    assert set(DEFAULT_PLUGINS) <= set(names)
-    assert {entry.plugin for entry in REGISTRY.adapters().values()} <= set(DEFAULT_PLUGINS)
+    assert set(builtin_plugins()) <= set(names)
+    assert {entry.plugin for entry in REGISTRY.adapters().values()} <= set(builtin_plugins())
+
+
+def test_builtin_plugins_are_discovered_from_the_packages_not_a_hand_kept_list():
+    plugins = builtin_plugins()
+    assert {"vexplain.adapters.torch", "vexplain.adapters.onnx", "vexplain.plugins.gradcam"} <= set(plugins)
+    # modules without hooks (shared bases, loaders) are imported but never registered as plugins
+    assert "vexplain.plugins.cam_base" not in plugins
+    assert "vexplain.adapters.torch_loading" not in plugins
+    for info in vx.methods():
+        if info.plugin.startswith("vexplain."):
+            assert info.plugin in plugins
 
 
 def test_loading_is_idempotent():

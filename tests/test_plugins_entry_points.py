@@ -58,11 +58,11 @@ def test_import_is_lazy_and_entry_point_plugin_loads_once_in_a_clean_interpreter
         import json, sys
         import torch
         import vexplain as vx
-        from vexplain.core.registry import DEFAULT_PLUGINS, REGISTRY
+        from vexplain.core.registry import REGISTRY, builtin_module_names
 
         lazy = {
             "loaded": REGISTRY.loaded,
-            "imported": sorted(m for m in (*DEFAULT_PLUGINS, "fake_vexplain_plugin") if m in sys.modules),
+            "imported": sorted(m for m in (*builtin_module_names(), "fake_vexplain_plugin") if m in sys.modules),
         }
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
         x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2)
