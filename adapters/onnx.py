@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 
 from vexplain.core.adapter import (
+    ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
     FORWARD,
@@ -34,7 +35,7 @@ class OnnxAdapter(ModelAdapter):
     """
 
     backend = "onnx"
-    capabilities = frozenset({FORWARD, ACTIVATIONS, CLASSIFIER_WEIGHTS})
+    capabilities = frozenset({FORWARD, ACTIVATIONS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT})
 
     def __init__(self, source: Any, providers: Sequence[str] | None = None, batch_size: int = 64, threads: int | None = None, name: str | None = None):
         super().__init__()
@@ -68,6 +69,7 @@ class OnnxAdapter(ModelAdapter):
         self._channels = shape[1] if isinstance(shape[1], int) else None
         self._ranks: dict[str, int | None] | None = None
         self._extended: dict[str, Any] = {}
+        self._tails: dict[str, Any] = {}
 
     @property
     def input_channels(self) -> int | None:
@@ -106,6 +108,21 @@ class OnnxAdapter(ModelAdapter):
         if head is None:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "no GlobalAveragePool followed by Gemm/MatMul was found in the graph")
         return torch.from_numpy(head[1].copy())
+
+    def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        """The graph split at ``layer`` (``onnx_split``): only the nodes after it run on the batch."""
+        if self.model is None:
+            raise self._unsupported(ACTIVATION_REPLACEMENT, "the session was built without a graph vexplain can read")
+        tail = self._tails.get(layer)
+        if tail is None:
+            from .onnx_split import Tail, tail_model
+
+            self.check_layer(layer)
+            data, reads_input = tail_model(self.model, layer, self.output_name)
+            session = make_session(data, self.providers, self.threads)
+            tail = Tail(session, layer, self.input_name, self.output_name, reads_input, self.fixed_batch)
+            self._tails[layer] = tail
+        return tail.run(inputs, activations)
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if self.model is None:

@@ -7,6 +7,7 @@ taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched.
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,18 +16,21 @@ import torch
 
 from vexplain.core.adapter import (
     ACTIVATION_GRADIENTS,
+    ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
     FORWARD,
     GRADIENTS,
+    GUIDED_GRADIENTS,
     ActivationResult,
+    BoxScorer,
     GradientResult,
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.errors import InvalidInput, ModelLoadError
+from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.targets import TargetRequest, gather_scores
+from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
 
@@ -73,7 +77,9 @@ class TorchAdapter(ModelAdapter):
     """
 
     backend = "torch"
-    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS})
+    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS})
+    #: set by ``with_score_function`` (callable targets): scores are then ``function(output)`` as (N, 1)
+    _score_function: ScoreFunction | None = None
 
     def __init__(self, model: torch.nn.Module, batch_size: int = 64, name: str | None = None, metadata: dict | None = None):
         super().__init__()
@@ -81,6 +87,7 @@ class TorchAdapter(ModelAdapter):
         self.batch_size = batch_size
         self.name = name or type(model).__name__
         self.metadata = dict(metadata or {})
+        self.replacement_modes: dict[str, str] = {}
         if isinstance(model, torch.jit.ScriptModule):
             self.capabilities = frozenset({FORWARD, GRADIENTS})
 
@@ -111,7 +118,8 @@ class TorchAdapter(ModelAdapter):
         convolution's becomes ``InvalidInput`` (checked only after a failure, so a model that
         adapts its input itself is never refused)."""
         try:
-            return self.model(batch)
+            output = self.model(batch)
+            return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
         except RuntimeError as error:
             expected = self._first_conv_channels()
             if expected is None or batch.dim() != 4 or batch.shape[1] == expected:
@@ -131,13 +139,17 @@ class TorchAdapter(ModelAdapter):
     def _scores(self, output: Any) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 2:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ModelLoadError(f"{self.describe()} returned {shape}; vexplain needs scores of shape (N, K)")
+            raise ModelLoadError(f"{self.describe()} returned {shape}; vexplain needs scores of shape (N, K), or targets= a callable scoring the output")
         return output.float()
 
     def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
         """``auto``: ONNX Runtime for a CPU model (exported once, cached), torch on any other device."""
         if engine not in ("auto", "torch", "onnx"):
             raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'torch' or 'onnx'")
+        if self._score_function is not None:  # an arbitrary Python callable cannot be exported
+            if engine == "onnx":
+                raise self._unsupported("engine 'onnx'", "callable targets run in torch; use engine 'auto' or 'torch'")
+            return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": "callable targets run in torch"})
         wants_onnx = engine == "onnx" or (engine == "auto" and self.device.type == "cpu")
         if wants_onnx and sample is not None and not isinstance(self.model, torch.jit.ScriptModule):
             from .onnx_export import cached_export
@@ -157,11 +169,53 @@ class TorchAdapter(ModelAdapter):
             raise self._unsupported("engine 'onnx'", "TorchScript models are run by torch")
         return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch")
 
-    def gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> GradientResult:
+    def box_scorers(
+        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+    ) -> list[BoxScorer]:
+        """``auto`` and ``incremental``: exact incremental occlusion (``torch_incremental``), which
+        recomputes only what each box changes, after one batched clean forward of ``images``; a model
+        it cannot trace falls back to batched full inference (``auto`` engine) and says why in the
+        notes. ``torch``/``onnx``: batched full inference."""
+        if engine not in ("auto", "incremental", "torch", "onnx"):
+            raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
+        if engine in ("torch", "onnx"):
+            return [ModelAdapter.box_scorer(self, image, window, baseline, engine, field_limit) for image in images]
+        from .torch_incremental import NotIncremental, incremental_box_scorers
+
+        try:
+            if isinstance(self.model, torch.jit.ScriptModule):
+                raise NotIncremental("TorchScript modules cannot be traced")
+            with eval_mode(self.model):
+                try:
+                    return incremental_box_scorers(
+                        self.model, images.to(self.device), window, baseline, self._output_scores, lambda: eval_mode(self.model), field_limit
+                    )
+                except RuntimeError:
+                    with torch.no_grad():
+                        self._call(images[:1].to(self.device))  # raises the clear InvalidInput for a wrong shape
+                    raise
+        except NotIncremental as reason:
+            fallbacks = [ModelAdapter.box_scorer(self, image, window, baseline, "auto", field_limit) for image in images]
+            for fallback in fallbacks:
+                fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
+            return fallbacks
+
+    def box_scorer(
+        self, image: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+    ) -> BoxScorer:
+        """``box_scorers`` for one ``(C, H, W)`` image."""
+        if engine in ("torch", "onnx"):
+            return super().box_scorer(image, window, baseline, engine, field_limit)
+        return self.box_scorers(image[None], window, baseline, engine, field_limit)[0]
+
+    def _output_scores(self, output: Any, count: int) -> torch.Tensor:
+        return self._scores(output if self._score_function is None else apply_score_function(self._score_function, output, count))
+
+    def gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
         inputs = inputs.to(self.device)
         grads, scores, chosen = [], [], []
         with eval_mode(self.model), torch.enable_grad():
-            for part in self._batches(len(inputs)):
+            for part in self._batches(len(inputs), batch_size):
                 batch = inputs[part].detach().clone().requires_grad_(True)
                 batch_scores = self._scores(self._call(batch))
                 batch_targets = targets.select(batch_scores.detach(), part.start)
@@ -170,6 +224,19 @@ class TorchAdapter(ModelAdapter):
                 scores.append(batch_scores.detach())
                 chosen.append(batch_targets)
         return GradientResult(torch.cat(grads), torch.cat(scores), torch.cat(chosen))
+
+    def guided_gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
+        if GUIDED_GRADIENTS not in self.capabilities:
+            raise self._unsupported(GUIDED_GRADIENTS, "TorchScript code cannot be guided")
+        from .torch_guided import guided_relu
+
+        with guided_relu(self.model):
+            return self.gradients(inputs, targets, batch_size)
+
+    def with_score_function(self, function: ScoreFunction) -> "TorchAdapter":
+        bound = copy.copy(self)
+        bound._score_function = function
+        return bound
 
     def _module(self, layer: str) -> torch.nn.Module:
         self.check_layer(layer)
@@ -226,7 +293,23 @@ class TorchAdapter(ModelAdapter):
             raise ModelLoadError(f"layer '{layer}' did not run in the forward pass or did not output a tensor; pick another layer (`vexplain layers MODEL`)")
         return capture.output
 
+    def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        """A forward hook swaps ``layer``'s output for the batch (see ``torch_ablation``); the mode used is in ``replacement_modes``."""
+        if ACTIVATION_REPLACEMENT not in self.capabilities:
+            raise self._unsupported(ACTIVATION_REPLACEMENT, "TorchScript modules take no hooks")
+        from .torch_ablation import replaced_scores
+
+        module = self._module(layer)
+        with eval_mode(self.model):
+            scores, mode = replaced_scores(
+                self.model, module, lambda batch: self._scores(self._call(batch)), layer, inputs.to(self.device), activations.to(self.device)
+            )
+        self.replacement_modes[layer] = mode
+        return scores
+
     def classifier_weights(self) -> torch.Tensor:
+        if self._score_function is not None:
+            raise InvalidTarget("classifier weights belong to class indices; a callable target has none: use a gradient or perturbation method, or give class indices")
         linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
         if not linears:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the model has no nn.Linear classifier")

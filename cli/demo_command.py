@@ -80,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
     _write_figure(figure_path, images, labels, boxes, columns, meta["class_names"])
     (out / "demo_results.json").write_text(json.dumps({"accuracy": accuracy, "seed": args.seed, "methods": results}, indent=2))
     print(f"model accuracy on these scenes: {accuracy:.1%}")
-    print(f"{'method':<16}{'peak inside the object box':<30}{'time':>8}")
+    width = max(len("method"), *(len(name) for name in results)) + 2
+    print(f"{'method':<{width}}{'peak inside the object box':<30}{'time':>8}")
     for name, result in results.items():
         if "skipped" in result:
-            print(f"{name:<16}skipped: {result['skipped']}")
+            print(f"{name:<{width}}skipped: {result['skipped']}")
         else:
             share = result["hits"] / result["scenes"]
-            print(f"{name:<16}{result['hits']:>3}/{result['scenes']:<3} ({share:6.1%}){'':<14}{result['seconds']:>7.2f}s")
+            print(f"{name:<{width}}{result['hits']:>3}/{result['scenes']:<3} ({share:6.1%}){'':<14}{result['seconds']:>7.2f}s")
     print(f"figure: {figure_path}")
     return 0
 

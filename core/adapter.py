@@ -12,15 +12,17 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from .errors import UnknownLayer, UnsupportedCapability, did_you_mean
-from .targets import TargetRequest
+from .errors import InvalidTarget, UnknownLayer, UnsupportedCapability, did_you_mean
+from .targets import ScoreFunction, TargetRequest
 
 FORWARD = "forward"
 GRADIENTS = "gradients"
 ACTIVATIONS = "activations"
 ACTIVATION_GRADIENTS = "activation_gradients"
 CLASSIFIER_WEIGHTS = "classifier_weights"
-ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS)
+GUIDED_GRADIENTS = "guided_gradients"
+ACTIVATION_REPLACEMENT = "activation_replacement"
+ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS)
 
 
 @dataclass
@@ -47,6 +49,18 @@ class Scorer:
     """A batched forward used by perturbation methods: ``run(batch) -> scores``, engine named."""
 
     run: Callable[[torch.Tensor], torch.Tensor]
+    engine: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BoxScorer:
+    """Scores of one image whose boxes (all one size) are set to a value, many boxes per call:
+    ``run(tops, lefts) -> (B, K)``; ``base`` is the unoccluded image's ``(K,)`` scores from the same
+    engine. ``engine`` names what computes them; ``notes`` go into ``exp.options``."""
+
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    base: torch.Tensor
     engine: str
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -95,9 +109,38 @@ class ModelAdapter(ABC):
             raise self._unsupported(f"engine '{engine}'", f"this adapter runs engine '{self.backend}' only")
         return Scorer(lambda batch: self.forward(batch), self.backend)
 
-    def gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> GradientResult:
-        """d(y_t)/d(x) for each input, ``(N, C, H, W)``."""
+    def box_scorer(
+        self, image: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+    ) -> BoxScorer:
+        """Occlusion's forward passes for one ``(C, H, W)`` image: by default the boxed images are
+        built as batches and run by ``scorer(engine)``; backends may compute less (incrementally).
+        ``field_limit`` asks an incremental engine to cut changed regions (approximate); engines that
+        compute full maps ignore it and say so in the notes."""
+        from .perturbation import batched_box_scorer
+
+        scorer = batched_box_scorer(self.scorer(engine, sample=image[None]), image, window, baseline)
+        if field_limit is not None:
+            scorer.notes["field_limit_ignored"] = f"engine '{scorer.engine}' computes full feature maps"
+        return scorer
+
+    def box_scorers(
+        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+    ) -> list[BoxScorer]:
+        """``box_scorer`` for each image of ``images`` ``(N, C, H, W)``; backends may share work."""
+        return [self.box_scorer(image, window, baseline, engine, field_limit) for image in images]
+
+    def gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
+        """d(y_t)/d(x) for each input, ``(N, C, H, W)``, in batches of ``batch_size`` (default: the adapter's)."""
         raise self._unsupported(GRADIENTS)
+
+    def guided_gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
+        """Guided backpropagation (Springenberg et al.): d(y_t)/d(x) with every ReLU's backward pass
+        also clamping negative gradients to zero, ``(N, C, H, W)``, in batches as ``gradients``."""
+        raise self._unsupported(GUIDED_GRADIENTS)
+
+    def with_score_function(self, function: ScoreFunction) -> "ModelAdapter":
+        """An adapter whose scores are ``function(raw model output)`` as ``(N, 1)`` (callable targets)."""
+        raise InvalidTarget(f"callable targets need a backend that exposes the raw model output; {self.describe()} takes class indices (None, an int, or one int per input)")
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         """The output of ``layer`` for each input, with the model's scores."""
@@ -110,6 +153,11 @@ class ModelAdapter(ABC):
     def classifier_weights(self) -> torch.Tensor:
         """The ``(K, C)`` weight matrix applied after global average pooling."""
         raise self._unsupported(CLASSIFIER_WEIGHTS)
+
+    def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, K)`` of one input ``(1, C, H, W)`` when ``layer``'s output is replaced by each
+        of the ``B`` activations ``(B, c, h, w)``; backends recompute only what follows the layer."""
+        raise self._unsupported(ACTIVATION_REPLACEMENT)
 
     def layers(self) -> list[str]:
         """Names a user can pass as ``layer=``."""

@@ -41,7 +41,8 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     """Explain ``model``'s scores on ``inputs`` with ``method``.
 
     ``inputs``: float32 ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch, already preprocessed.
-    ``targets``: None (each input's top class), an int (all inputs) or one int per input.
+    ``targets``: None (each input's top class), an int (all inputs), one int per input, or a
+    callable mapping the model's raw output to one score per input (see ``core/targets.py``).
     ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
     required capabilities are checked before any work.
     """
@@ -55,6 +56,8 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     resolved = resolve_options(method, explainer_class.options, options)
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
     request = TargetRequest(targets, tensor.shape[0])
+    if request.score_function is not None:
+        adapter = adapter.with_score_function(request.score_function)
     prepared = time.perf_counter()
     with torch.inference_mode(False):
         result = explainer_class().attribute(adapter, tensor, request, resolved)

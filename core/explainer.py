@@ -16,7 +16,7 @@ class Attribution:
     """What a method computes; ``explain()`` wraps it into an ``Explanation``.
 
     ``maps`` ``(N, H, W)`` at input resolution, raw; ``attributions`` ``(N, C, H, W)`` or None;
-    ``layer_maps`` ``(N, h, w)`` for layer-based methods or None; ``scores`` the model's output on
+    ``layer_maps`` ``(N, h, w)`` for layer-based methods (``(N, L, H, W)`` with several layers) or None; ``scores`` the model's output on
     the unperturbed inputs; ``targets`` the classes explained; ``notes`` choices made while running
     (an engine, a derived batch size), merged into ``exp.options``.
     """

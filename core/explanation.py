@@ -24,7 +24,8 @@ class Explanation:
         options: every option actually used, defaults and derived values filled in.
         timings: seconds spent, by phase (``total`` always present).
         attributions: float32 ``(N, C, H, W)`` for methods with per-channel values, else None.
-        layer_maps: float32 ``(N, h, w)`` at the layer's resolution for layer methods, else None.
+        layer_maps: float32 ``(N, h, w)`` at the layer's resolution for layer methods (with several
+            layers, ``(N, L, H, W)``: each layer's raw map upsampled to the input), else None.
     """
 
     maps: np.ndarray

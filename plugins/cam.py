@@ -1,15 +1,13 @@
 """Class activation maps (Zhou et al., 2016)."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from vexplain.core.adapter import ACTIVATIONS, CLASSIFIER_WEIGHTS, ModelAdapter
+from vexplain.core.adapter import ACTIVATIONS, CLASSIFIER_WEIGHTS
 from vexplain.core.errors import InvalidOption
 from vexplain.core.hookspecs import hookimpl
 
-from .cam_base import CamExplainer
+from .cam_base import CamExplainer, CamStep
 
 
 class Cam(CamExplainer):
@@ -22,14 +20,14 @@ class Cam(CamExplainer):
     summary = "Σ_k w_{t,k} A_k: last conv feature maps weighted by the classifier's weights for the class"
     paper = "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016"
 
-    def channel_weights(self, adapter: ModelAdapter, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
-        weights = adapter.classifier_weights().to(activations.device, activations.dtype)
-        if weights.shape[1] != activations.shape[1]:
+    def weights(self, step: CamStep) -> torch.Tensor:
+        weights = step.adapter.classifier_weights().to(step.activations.device, step.activations.dtype)
+        if weights.shape[1] != step.activations.shape[1]:
             raise InvalidOption(
-                f"CAM needs the layer that feeds global pooling: the chosen layer has {activations.shape[1]} channels "
+                f"CAM needs the layer that feeds global pooling: layer '{step.layer}' has {step.activations.shape[1]} channels "
                 f"but the classifier takes {weights.shape[1]}; leave layer unset or pick that layer"
             )
-        return weights[targets]
+        return weights[step.targets]
 
 
 @hookimpl

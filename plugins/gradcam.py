@@ -1,14 +1,12 @@
 """Grad-CAM (Selvaraju et al., 2017)."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from vexplain.core.adapter import ACTIVATION_GRADIENTS, ModelAdapter
+from vexplain.core.adapter import ACTIVATION_GRADIENTS
 from vexplain.core.hookspecs import hookimpl
 
-from .cam_base import CamExplainer
+from .cam_base import CamExplainer, CamStep
 
 
 class GradCam(CamExplainer):
@@ -25,8 +23,8 @@ class GradCam(CamExplainer):
     uses_gradients = True
     relu_output = True
 
-    def channel_weights(self, adapter: ModelAdapter, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
-        return gradients.mean(dim=(2, 3))
+    def weights(self, step: CamStep) -> torch.Tensor:
+        return step.gradients.mean(dim=(2, 3))
 
 
 @hookimpl

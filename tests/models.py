@@ -232,3 +232,56 @@ def assert_untouched(model: nn.Module, before: dict) -> None:
 def not_a_model():
     """A factory that returns something other than an ``nn.Module`` (for loading errors)."""
     return 42
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient family and callable targets
+# --------------------------------------------------------------------------------------------
+
+
+class QuadraticNet(nn.Module):
+    """y_k = Σ V_k ⊙ x² with hand-set V (K, C*H*W): the gradient 2 V_k ⊙ x depends on x, so
+    noise (SmoothGrad) and the path (Integrated Gradients) have hand-computable effects."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.as_tensor(np.asarray(weight, dtype=np.float32)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1).pow(2) @ self.weight.T
+
+
+class LinearSegNet(nn.Module):
+    """Per-pixel linear segmentation: output (N, K, H, W) = 1x1 convolution with hand-set
+    weight (K, C) and bias (K,)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        super().__init__()
+        weight = np.asarray(weight, dtype=np.float32)
+        self.head = nn.Conv2d(weight.shape[1], weight.shape[0], 1)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(weight)[:, :, None, None])
+            self.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+class TinySegNet(nn.Module):
+    """conv 3x3 -> ReLU -> conv 3x3 -> ReLU (functional) -> 1x1 conv: a segmentation-style output (N, K, H, W)."""
+
+    def __init__(self, channels: int = 3, classes: int = 3, width: int = 6) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, width, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.relu(self.conv2(self.relu(self.conv1(x)))))
+
+
+def tiny_seg_net(seed: int = 0) -> TinySegNet:
+    """A ``TinySegNet`` with weights drawn from ``seed``, in eval mode."""
+    torch.manual_seed(seed)
+    return TinySegNet().eval()

@@ -88,7 +88,7 @@ def test_onnx_input_batch_size_does_not_change_maps(onnx_model, x, method):
     assert_same([vx.explain(vx.adapt(onnx_bytes(seeded_cnn(seed=2), (3, 16, 16)), batch_size=3), x, method=method, **options)], whole)
 
 
-@pytest.mark.parametrize("engine", ["torch", "onnx"])
+@pytest.mark.parametrize("engine", ["torch", "onnx", "incremental"])
 def test_occlusion_batch_size_option_does_not_change_maps(model, x, engine):
     reference = vx.explain(model, x[:3], method="occlusion", window=3, stride=2, engine=engine)
     for batch_size in (1, 7):

@@ -1,0 +1,106 @@
+"""Splitting an ONNX graph at a layer tensor: the part after it, run on replacement activations.
+
+The tail is every node the scores depend on once the layer tensor is cut from its producer: the
+layer tensor becomes a graph input. When some node of the tail also reads the model's input (a
+path around the layer, such as a skip connection from before it), the model input stays an input
+of the tail and is fed repeated once per replacement, so those nodes compute what they always did;
+nodes that only feed the layer are dropped. Initializers the tail does not use are dropped too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vexplain.core.errors import InvalidOption
+
+
+@dataclass
+class Tail:
+    """A session running the graph after ``layer``; ``reads_input``: the model input is fed too."""
+
+    session: object
+    layer: str
+    input_name: str
+    output_name: str
+    reads_input: bool
+    fixed_batch: int | None
+
+    def run(self, inputs: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, K)`` for the single input ``inputs`` ``(1, C, H, W)`` with the layer's output
+        replaced by each row of ``activations`` ``(B, c, h, w)``."""
+        acts = activations.detach().to("cpu", torch.float32).numpy()
+        image = inputs.detach().to("cpu", torch.float32).numpy()[:1]
+        step = self.fixed_batch or len(acts)
+        parts = []
+        for start in range(0, len(acts), step):
+            chunk = acts[start : start + step]
+            real = len(chunk)
+            if self.fixed_batch and real < self.fixed_batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - real, axis=0)])
+            feed = {self.layer: np.ascontiguousarray(chunk)}
+            if self.reads_input:
+                feed[self.input_name] = np.ascontiguousarray(np.repeat(image, len(chunk), axis=0))
+            (scores,) = self.session.run([self.output_name], feed)
+            parts.append(np.asarray(scores)[:real])
+        return torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+
+
+def tail_model(model, layer: str, output_name: str) -> tuple[bytes, bool]:
+    """``(serialised tail graph, reads_input)`` for cutting ``model`` at tensor ``layer``."""
+    import onnx
+
+    graph = model.graph
+    producers = {name: node for node in graph.node for name in node.output}
+    if layer not in producers:
+        raise InvalidOption(f"'{layer}' is not produced by a node of the graph; pick a layer from `vexplain layers MODEL`")
+    needed: set[str] = set()
+    kept: set[int] = set()
+    index = {id(node): i for i, node in enumerate(graph.node)}
+    stack = [output_name]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name == layer or name not in producers:
+            continue
+        node = producers[name]
+        kept.add(index[id(node)])
+        stack.extend(n for n in node.input if n)
+        for attribute in node.attribute:  # subgraphs (If, Loop) read outer tensors too
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                stack.extend(_outer_names(attribute.g))
+    if layer not in needed:
+        raise InvalidOption(f"the scores do not depend on '{layer}'; pick a layer before the classifier")
+    model_input = graph.input[0].name
+    reads_input = model_input in needed
+    tail = onnx.ModelProto()
+    tail.CopyFrom(model)
+    del tail.graph.node[:]
+    tail.graph.node.extend(node for i, node in enumerate(graph.node) if i in kept)
+    initializers = [init for init in graph.initializer if init.name in needed]
+    del tail.graph.initializer[:]
+    tail.graph.initializer.extend(initializers)
+    del tail.graph.input[:]
+    tail.graph.input.append(onnx.helper.make_tensor_value_info(layer, onnx.TensorProto.FLOAT, None))
+    if reads_input:
+        tail.graph.input.append(graph.input[0])
+    del tail.graph.output[:]
+    tail.graph.output.extend(o for o in graph.output if o.name == output_name)
+    del tail.graph.value_info[:]  # shapes are re-inferred; the batch size of the tail may differ
+    return tail.SerializeToString(), reads_input
+
+
+def _outer_names(subgraph) -> list[str]:
+    """Every tensor name read inside ``subgraph`` (and its own subgraphs)."""
+    import onnx
+
+    names = []
+    for node in subgraph.node:
+        names.extend(n for n in node.input if n)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                names.extend(_outer_names(attribute.g))
+    return names

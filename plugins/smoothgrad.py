@@ -1,0 +1,138 @@
+"""SmoothGrad, SmoothGrad² and VarGrad over any gradient method (Smilkov et al., 2017; Adebayo et al., 2018)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from vexplain.core.adapter import ACTIVATION_GRADIENTS, GRADIENTS, GUIDED_GRADIENTS, ModelAdapter
+from vexplain.core.errors import InvalidOption
+from vexplain.core.explainer import Attribution, Explainer
+from vexplain.core.hookspecs import hookimpl
+from vexplain.core.options import Option, choice, integer, number, optional, resolve_options, text
+from vexplain.core.targets import TargetRequest
+
+from ._gradient_maps import pair_chunks, request_for, resolve_targets
+
+VARIANTS = ("smoothgrad", "squared", "vargrad")
+GRADIENT_CAPABILITIES = (GRADIENTS, GUIDED_GRADIENTS, ACTIVATION_GRADIENTS)
+FIELDS = ("maps", "attributions", "layer_maps")
+
+
+def non_negative(value: Any) -> float:
+    value = number()(value)
+    if value < 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def mapping(value: Any) -> dict:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError("must be a dict of the base method's options")
+    return dict(value)
+
+
+def base_explainer(name: str) -> type[Explainer]:
+    """The registered gradient method ``name``; anything else raises ``InvalidOption`` listing them."""
+    from vexplain.core.registry import REGISTRY
+
+    explainers = REGISTRY.explainers()
+    usable = sorted(n for n, e in explainers.items() if n != SmoothGrad.name and set(e.obj.requires) & set(GRADIENT_CAPABILITIES))
+    if name not in usable:
+        raise InvalidOption(f"option 'base' of method 'smoothgrad' must name a gradient method ({', '.join(usable)}); got {name!r}")
+    return explainers[name].obj
+
+
+class SmoothGrad(Explainer):
+    """Smooths a gradient method ``base`` by averaging it over noisy copies of each input:
+    x + ε_s, ε_s ~ N(0, σ²), σ = ``noise`` × (max(x) − min(x)) per image, s = 1..``samples``.
+
+    ``variant``: ``smoothgrad`` = mean_s A(x + ε_s); ``squared`` = mean_s A(x + ε_s)² (SmoothGrad²);
+    ``vargrad`` = var_s A(x + ε_s) (population variance). Applied to the base's ``attributions``
+    (which then equal Captum's ``NoiseTunnel`` over the same base and noise) and, separately, to its
+    ``maps`` (Smilkov's definition: the average of the sensitivity maps) and ``layer_maps``.
+    Targets are resolved on the clean inputs. The noise draws come from ``seed`` alone and are
+    the same for every image (scaled by its σ), so an image's result never depends on the batch.
+
+    Options (defaults): ``base="saliency"``, ``base_options=None`` (the base's defaults),
+    ``samples=25``, ``noise=0.15``, ``seed=0``, ``variant="smoothgrad"``, ``batch_size=64``
+    noisy inputs per call of the base method.
+    """
+
+    name = "smoothgrad"
+    requires = (GRADIENTS,)
+    summary = "mean over noisy copies x + N(0, σ²) of a gradient method's map (σ = noise × range); SmoothGrad² and VarGrad as variants"
+    paper = "Smilkov et al., SmoothGrad: removing noise by adding noise, ICML Workshop 2017"
+    options = {
+        "base": Option("saliency", text(), "the gradient method to smooth"),
+        "base_options": Option(None, optional(mapping), "options of the base method (default: its defaults)"),
+        "samples": Option(25, integer(1), "noisy copies per input"),
+        "noise": Option(0.15, non_negative, "noise σ as a fraction of each image's value range (max − min)"),
+        "seed": Option(0, integer(0), "seed of the noise draws"),
+        "variant": Option("smoothgrad", choice(*VARIANTS), "mean (smoothgrad), mean of squares (squared) or variance (vargrad)"),
+        "batch_size": Option(64, integer(1), "noisy inputs per call of the base method"),
+    }
+
+    def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
+        base = base_explainer(options["base"])
+        base_options = resolve_options(base.name, base.options, options["base_options"] or {})
+        for capability in base.requires:
+            if not adapter.supports(capability):
+                raise adapter._unsupported(capability, f"smoothgrad's base '{base.name}' requires it")
+        generator = torch.Generator(device="cpu").manual_seed(options["seed"])
+        draws = torch.randn((options["samples"], *inputs.shape[1:]), generator=generator).to(inputs.device)
+        sigma = options["noise"] * (inputs.amax(dim=(1, 2, 3)) - inputs.amin(dim=(1, 2, 3)))
+        scores, chosen = resolve_targets(adapter, inputs, targets)
+        maps, attributions, layer_maps = smooth(
+            base(), adapter, inputs, chosen, base_options, draws.unsqueeze(0), sigma, options["variant"], options["batch_size"]
+        )
+        notes = {"base_options": base_options, "noise_sigma": [float(s) for s in sigma]}
+        return Attribution(maps=maps, scores=scores, targets=chosen, attributions=attributions, layer_maps=layer_maps, notes=notes)
+
+
+def smooth(
+    base: Explainer,
+    adapter: ModelAdapter,
+    inputs: torch.Tensor,
+    chosen: torch.Tensor,
+    base_options: dict[str, Any],
+    draws: torch.Tensor,
+    scale: torch.Tensor,
+    variant: str,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(maps, attributions, layer_maps)`` of ``variant`` over the noisy inputs
+    x_i + scale_i · draws[i or 0, s]: ``draws`` is ``(1, S, C, H, W)`` (shared by all images) or
+    ``(N, S, C, H, W)`` (injected per image, e.g. by tests). Moments accumulate in float64."""
+    samples = draws.shape[1]
+    sums: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    for image, sample in pair_chunks(len(inputs), samples, batch_size, inputs.device):
+        noise = draws[image if draws.shape[0] > 1 else torch.zeros_like(image), sample]
+        noisy = inputs[image] + scale[image].view(-1, 1, 1, 1) * noise
+        result = base.attribute(adapter, noisy, request_for(chosen[image]), base_options)
+        for field in FIELDS:
+            value = getattr(result, field)
+            if value is None:
+                sums[field] = None
+                continue
+            value = value.detach().to(inputs.device, torch.float64)
+            if sums.get(field) is None:
+                shape = (len(inputs), *value.shape[1:])
+                sums[field] = (torch.zeros(shape, dtype=torch.float64, device=inputs.device), torch.zeros(shape, dtype=torch.float64, device=inputs.device))
+            total, squares = sums[field]
+            total.index_add_(0, image, value)
+            squares.index_add_(0, image, value * value)
+    return tuple(_moment(sums[field], samples, variant) for field in FIELDS)  # type: ignore[return-value]
+
+
+def _moment(sums: tuple[torch.Tensor, torch.Tensor] | None, samples: int, variant: str) -> torch.Tensor | None:
+    if sums is None:
+        return None
+    mean, mean_square = sums[0] / samples, sums[1] / samples
+    value = {"smoothgrad": mean, "squared": mean_square, "vargrad": mean_square - mean * mean}[variant]
+    return value.to(torch.float32)
+
+
+@hookimpl
+def register_explainers(register) -> None:
+    register(SmoothGrad)
