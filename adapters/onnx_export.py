@@ -41,6 +41,9 @@ def export_onnx(module: torch.nn.Module, input_shape: tuple[int, int, int], opse
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # a tracer warning means Python control flow or a Python number was frozen into the graph
+        # (a branch on a tensor's value, say): the export would silently compute something else
+        warnings.simplefilter("error", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             (dummy,),

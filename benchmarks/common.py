@@ -39,6 +39,40 @@ def median_of(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> tuple[flo
     return statistics.median(times), times
 
 
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every ``interval`` s by a thread
+    (Linux ``/proc/self/statm``): ``with PeakMemory() as peak: ...; peak.megabytes``."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.megabytes = 0.0
+
+    @staticmethod
+    def _resident() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> "PeakMemory":
+        import threading
+
+        self._start = self._peak = self._resident()
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval):
+                self._peak = max(self._peak, self._resident())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._resident())
+        self.megabytes = (self._peak - self._start) / 2**20
+
+
 def environment() -> dict[str, Any]:
     import captum
     import numpy

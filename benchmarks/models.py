@@ -78,6 +78,44 @@ def resnet18_shaped(seed: int = 0) -> ResNet18Shaped:
     return model.eval()
 
 
+#: VGG-11's layout (Simonyan & Zisserman, 2015) at a quarter of its width: 16-32-64-128 channels
+VGG_LAYOUT = (16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M")
+
+
+class VggShaped(nn.Module):
+    """3x3 conv + ReLU stacks with 2x2 max pooling, then a flatten + linear head on the 7x7 map
+    (no global pooling): the shape where early, high-resolution layers dominate the cost."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in VGG_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(channels * 7 * 7, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def vgg_shaped(seed: int = 0) -> VggShaped:
+    """A quarter-width VGG-11 for 224x224 inputs with seeded He-initialised weights, in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    model = VggShaped()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+                module.bias.normal_(0.0, 0.01, generator=generator)
+    return model.eval()
+
+
 def resnet_inputs(batch: int, size: int = 224, seed: int = 1) -> torch.Tensor:
     """Standard-normal images ``(batch, 3, size, size)`` (stand-ins for normalised photos)."""
     return torch.randn((batch, 3, size, size), generator=torch.Generator().manual_seed(seed))

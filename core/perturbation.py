@@ -1,7 +1,12 @@
 """Shared machinery of perturbation methods: batch sizes from a memory budget, masked batches."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from .adapter import BoxScorer, Scorer
 
 #: a forward pass needs this many times the input's bytes for activations, as a rough bound
 ACTIVATION_FACTOR = 32
@@ -65,3 +70,35 @@ def fill_boxes(image: torch.Tensor, boxes: torch.Tensor, baseline: float, out: t
     out.copy_(image.unsqueeze(0).expand_as(out))
     out.view(-1).index_fill_(0, boxes, baseline)
     return out
+
+
+def batched_box_scorer(scorer: "Scorer", image: torch.Tensor, window: tuple[int, int], baseline: float) -> "BoxScorer":
+    """A ``BoxScorer`` that builds each batch of boxed images in one reused buffer and runs the full
+    model on it (batched full inference)."""
+    from .adapter import BoxScorer
+
+    shape = tuple(image.shape)
+    buffers: list[torch.Tensor] = []
+
+    def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+        if not buffers or len(buffers[0]) < len(tops):
+            buffers[:] = [torch.empty((len(tops), *shape), dtype=image.dtype, device=image.device)]
+        boxes = box_indices(tops, lefts, window, shape)
+        return scorer.run(fill_boxes(image, boxes, baseline, out=buffers[0][: len(tops)])).to(image.device)
+
+    base = scorer.run(image[None]).to(image.device)[0]
+    return BoxScorer(run, base, scorer.engine, dict(scorer.notes))
+
+
+def box_sums(values: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: tuple[int, int], window: tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)``: for each row of ``values`` ``(N, B)``, the sum over boxes b covering each pixel
+    of ``values[n, b]`` (box b: ``window`` high/wide at ``tops[b]``, ``lefts[b]``). Each value is
+    placed at its box's corner and a box filter is read off summed-area tables (in float64), so it
+    costs the same for any number of boxes."""
+    count = values.shape[0]
+    (height, width), (box_h, box_w) = size, window
+    anchors = torch.zeros((count, height * width), dtype=torch.float64, device=values.device)
+    anchors.index_add_(1, tops * width + lefts, values.to(torch.float64))
+    table = torch.nn.functional.pad(anchors.reshape(count, height, width).cumsum(1).cumsum(2), (box_w, 0, box_h, 0))
+    sums = table[:, box_h:, box_w:] - table[:, :height, box_w:] - table[:, box_h:, :width] + table[:, :height, :width]
+    return sums.to(values.dtype)

@@ -26,3 +26,21 @@ def progress(items: Iterable[T], total: int | None = None, description: str = ""
     from tqdm import tqdm
 
     return tqdm(items, total=total, desc=description, leave=False, unit="batch")
+
+
+class _Silent:
+    def update(self, count: int = 1) -> None:
+        """Nothing to show."""
+
+
+@contextlib.contextmanager
+def progress_counter(total: int, description: str = "", unit: str = "it") -> Iterator["_Silent"]:
+    """A bar advanced by ``update(count)`` inside the block (for work counted in items, not
+    loop steps); a silent stand-in when bars are off or the work is short."""
+    if not _ENABLED.get() or total < 2:
+        yield _Silent()
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, leave=False, unit=unit) as bar:
+        yield bar

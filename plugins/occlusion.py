@@ -1,6 +1,7 @@
 """Occlusion sensitivity (Zeiler & Fergus, 2014)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -10,9 +11,14 @@ from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, choice, int_pair, integer, number, optional
-from vexplain.core.perturbation import batch_size_for, box_indices, box_masks, fill_boxes, window_starts
-from vexplain.core.progress import progress
-from vexplain.core.targets import TargetRequest, gather_scores
+from vexplain.core.perturbation import batch_size_for, box_sums, window_starts
+from vexplain.core.progress import progress_counter
+from vexplain.core.targets import TargetRequest
+
+from .occlusion_drilldown import drilldown_selection, interpolate_grid
+
+#: images whose clean forward passes run as one batch (their activations are kept meanwhile)
+IMAGES_PER_CLEAN_PASS = 8
 
 
 class Occlusion(Explainer):
@@ -21,11 +27,22 @@ class Occlusion(Explainer):
 
     Defaults: ``window`` = min(H, W) // 8 (at least 1) square, ``stride`` = window // 2 (at least
     1), ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
-    ``memory_mb`` = 1024, ``engine`` = "auto" (ONNX Runtime for a PyTorch model on the CPU, the
-    model's own device otherwise). Windows run every ``stride`` pixels plus one flush with the far
-    edge when the stride does not reach it, so every pixel is covered; where (H − h) and (W − w)
-    are multiples of the stride this equals Captum's ``Occlusion`` with window (C, h, w) and
-    strides (C, sh, sw).
+    ``memory_mb`` = 1024, ``engine`` = "auto". Windows run every ``stride`` pixels plus one flush
+    with the far edge when the stride does not reach it, so every pixel is covered; where (H − h)
+    and (W − w) are multiples of the stride this equals Captum's ``Occlusion`` with window
+    (C, h, w) and strides (C, sh, sw).
+
+    Engines (all exact): ``incremental`` recomputes, for each window, only the part of each feature
+    map the window can change (PyTorch models built from common layers; others fall back to batched
+    full inference and say why in ``exp.options["engine_fallback"]``); ``onnx`` and ``torch`` run
+    batched full inference. ``auto`` picks ``incremental`` for PyTorch models and the backend's own
+    batched engine otherwise. The engine used is ``exp.options["engine"]``.
+
+    ``mode="drilldown"`` is approximate (Krypton's adaptive drill-down): windows every
+    ``coarse_stride`` (default: the window size) everywhere, then every ``stride`` only where the
+    coarse map is in the top ``top_fraction`` (default 0.25) by magnitude; the drop of each window
+    not evaluated is interpolated bilinearly from the coarse windows. ``exp.options["approximate"]``
+    is then True.
     """
 
     name = "occlusion"
@@ -38,7 +55,11 @@ class Occlusion(Explainer):
         "baseline": Option(0.0, number(), "value written into the occluded window (in preprocessed units)"),
         "batch_size": Option(None, optional(integer(1)), "occluded images per forward pass; default from memory_mb"),
         "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the occluded batches"),
+        "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
+        "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
+        "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass; default the window size"),
+        "top_fraction": Option(0.25, number(), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
+        "field_limit": Option(None, optional(number()), "approximate: cut each layer's changed region to this fraction of its map (incremental engine)"),
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
@@ -47,45 +68,84 @@ class Occlusion(Explainer):
         stride = options["stride"] or (max(1, window[0] // 2), max(1, window[1] // 2))
         if window[0] > height or window[1] > width:
             raise InvalidOption(f"occlusion window {window} is larger than the image ({height}, {width}); use a window at most that size")
+        for name in ("top_fraction", "field_limit"):
+            if options[name] is not None and not 0 < options[name] <= 1:
+                raise InvalidOption(f"occlusion {name} must be in (0, 1], got {options[name]}")
         batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), options["memory_mb"])
-        scorer = adapter.scorer(options["engine"], sample=inputs[:1])
         device = inputs.device
-        tops, lefts = torch.meshgrid(
-            torch.tensor(window_starts(height, window[0], stride[0]), device=device),
-            torch.tensor(window_starts(width, window[1], stride[1]), device=device),
-            indexing="ij",
-        )
-        tops, lefts = tops.reshape(-1), lefts.reshape(-1)
-        scores = scorer.run(inputs).to(device)
-        chosen = targets.select(scores)
-        base = gather_scores(scores, chosen)
-        maps = torch.zeros((len(inputs), height, width), device=device)
-        coverage = torch.zeros((height, width), device=device)
-        # window chunks outside, images inside: each chunk's masks are built once for all images,
-        # and every occluded batch is written into one reused buffer (each map still sums its
-        # chunks in the same order, so the result is unchanged)
-        chunks = [(s, n) for s in range(0, len(tops), batch_size) for n in range(len(inputs))]
-        buffer = torch.empty((min(batch_size, len(tops)), *inputs.shape[1:]), dtype=inputs.dtype, device=device)
-        masks = boxes = None
-        for start, n in progress(chunks, total=len(chunks), description="occlusion"):
-            if n == 0:
-                chunk_tops, chunk_lefts = tops[start : start + batch_size], lefts[start : start + batch_size]
-                masks = box_masks(chunk_tops, chunk_lefts, (height, width), window, device)
-                boxes = box_indices(chunk_tops, chunk_lefts, window, tuple(inputs.shape[1:]))
-                coverage += masks[:, 0].sum(dim=0)
-            batch = fill_boxes(inputs[n], boxes, options["baseline"], out=buffer[: len(masks)])
-            occluded_scores = scorer.run(batch).to(device)
-            drop = base[n] - occluded_scores[:, chosen[n]]
-            maps[n] += torch.einsum("b,bhw->hw", drop, masks[:, 0])
+        fine = _grid(height, width, window, stride, device)
+        drilldown = options["mode"] == "drilldown"
+        coarse_stride = options["coarse_stride"] or window
+        coarse = _grid(height, width, window, coarse_stride, device) if drilldown else None
+
+        fine_tops, fine_lefts = fine["tops"], fine["lefts"]
+        scores, chosen = [], []
+        drops = torch.zeros((len(inputs), len(fine_tops)), device=device)
+        evaluated = []
+        per_image = len(coarse["tops"]) + math.ceil(options["top_fraction"] * len(fine_tops)) if drilldown else len(fine_tops)
+        with progress_counter(len(inputs) * per_image, "occlusion", unit="window") as bar:
+            scorers: list = []
+            for n in range(len(inputs)):
+                if not scorers:  # a few images at a time: each scorer holds its image's activations
+                    chunk = inputs[n : n + IMAGES_PER_CLEAN_PASS]
+                    scorers = adapter.box_scorers(chunk, window, options["baseline"], options["engine"], options["field_limit"])[::-1]
+                scorer = scorers.pop()
+                if n == 0:
+                    call_notes = dict(scorer.notes)  # as the call found things (e.g. whether an export was cached)
+                scores.append(scorer.base.to(device))
+                chosen.append(targets.select(scores[-1][None], n)[0])
+                target = int(chosen[-1])
+                base = scores[-1][target]
+
+                def drop_of(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+                    result = torch.empty(len(tops), device=device)
+                    for start in range(0, len(tops), batch_size):
+                        part = slice(start, start + batch_size)
+                        result[part] = base - scorer.run(tops[part], lefts[part])[:, target].to(device)
+                        bar.update(len(result[part]))
+                    return result
+
+                if not drilldown:
+                    drops[n] = drop_of(fine_tops, fine_lefts)
+                    evaluated.append(len(fine_tops))
+                    continue
+                coarse_drops = drop_of(coarse["tops"], coarse["lefts"])
+                coarse_map = box_sums(coarse_drops[None], coarse["tops"], coarse["lefts"], (height, width), window)[0] / coarse["coverage"]
+                drops[n] = interpolate_grid(coarse_drops, coarse, fine)
+                selected = drilldown_selection(coarse_map, fine, window, options["top_fraction"], known=_known(coarse, fine))
+                drops[n, selected] = drop_of(fine_tops[selected], fine_lefts[selected])
+                evaluated.append(len(coarse["tops"]) + len(selected))
+        maps = box_sums(drops, fine_tops, fine_lefts, (height, width), window) / fine["coverage"]
         notes = {
             "window": window,
             "stride": stride,
             "batch_size": batch_size,
             "engine": scorer.engine,
-            "windows": len(tops),
+            "windows": len(fine_tops),
+            "mode": options["mode"],
             **scorer.notes,
+            **call_notes,
+            "approximate": drilldown or "field_limit" in scorer.notes,
         }
-        return Attribution(maps=maps / coverage, scores=scores, targets=chosen, notes=notes)
+        if drilldown:
+            notes.update(coarse_stride=coarse_stride, windows_evaluated=evaluated)
+        return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)
+
+
+def _grid(height: int, width: int, window: tuple[int, int], stride: tuple[int, int], device: torch.device) -> dict[str, Any]:
+    rows, cols = window_starts(height, window[0], stride[0]), window_starts(width, window[1], stride[1])
+    tops, lefts = torch.meshgrid(torch.tensor(rows, device=device), torch.tensor(cols, device=device), indexing="ij")
+    tops, lefts = tops.reshape(-1), lefts.reshape(-1)
+    ones = torch.ones((1, len(tops)), device=device)
+    coverage = box_sums(ones, tops, lefts, (height, width), window)[0]
+    return {"rows": rows, "cols": cols, "tops": tops, "lefts": lefts, "coverage": coverage}
+
+
+def _known(coarse: dict[str, Any], fine: dict[str, Any]) -> torch.Tensor:
+    """Fine windows that are also coarse windows (their interpolated drop is exact)."""
+    rows = torch.tensor([r in set(coarse["rows"]) for r in fine["rows"]])
+    cols = torch.tensor([c in set(coarse["cols"]) for c in fine["cols"]])
+    return (rows[:, None] & cols[None, :]).reshape(-1).to(fine["tops"].device)
 
 
 @hookimpl

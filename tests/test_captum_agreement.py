@@ -59,6 +59,7 @@ def test_signed_saliency_matches_captum(model, x, top):
         ((8, 8), (4, 4), 0.0, "auto"),  # (32 - 8) % 4 == 0: windows tile exactly
         ((6, 4), (2, 4), 0.5, "torch"),  # non-square window, per-axis strides, non-zero baseline
         ((4, 4), (4, 4), -1.0, "onnx"),  # disjoint windows
+        ((5, 7), (3, 5), 0.25, "incremental"),  # odd sizes: patches grow unevenly and reach the edges
     ],
 )
 def test_occlusion_matches_captum(model, x, top, window, stride, baseline, engine):

@@ -40,9 +40,10 @@ def test_occlusion_engines_agree(x):
     assert by_onnx.targets.tolist() == by_torch.targets.tolist()
 
 
-def test_auto_engine_on_cpu_is_onnx(x):
+def test_auto_engines_on_cpu_are_incremental_for_occlusion_and_onnx_for_batched_forwards(x):
     exp = vx.explain(seeded_cnn(seed=0), x, method="occlusion", window=4, stride=4)
-    assert exp.options["engine"] == "onnx" and exp.options["backend"] == "torch"
+    assert exp.options["engine"] == "incremental" and exp.options["backend"] == "torch"
+    assert vx.adapt(seeded_cnn(seed=0)).scorer("auto", sample=torch.as_tensor(x[:1])).engine == "onnx"
 
 
 @pytest.mark.parametrize("method, options", [("cam", {}), ("occlusion", {"window": 4, "stride": 2})])

@@ -1,0 +1,242 @@
+"""Exact incremental occlusion: hand-computed values, agreement with batched full inference on
+every layer kind it reasons about, fallbacks that say why, and the approximate drill-down mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vexplain as vx
+from vexplain.adapters.torch_incremental import IncrementalOcclusion, NotIncremental, incremental_engine
+
+from models import LinearNet, hook_counts, images, seeded_cnn, snapshot, assert_untouched
+
+ATOL = 1e-4
+
+
+def test_hand_computed_conv_relu_mean_model():
+    # conv 2x2 of ones on [[1,2,3],[4,5,6],[7,8,9]] gives [[12,16],[24,28]] (all positive, so the
+    # ReLU passes them), whose mean is the score. Zeroing pixel v lowers each of the n(r, c) conv
+    # outputs that read it by v, so Δ = v · n / 4 with n = 1 at corners, 2 on edges, 4 in the middle.
+    model = nn.Sequential(nn.Conv2d(1, 1, 2, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[4].weight.fill_(1.0)
+        model[4].bias.zero_()
+    x = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    exp = vx.explain(model, x, method="occlusion", window=1, stride=1, engine="incremental")
+    expected = np.array([[0.25, 1, 0.75], [2, 5, 3], [1.75, 4, 2.25]])
+    np.testing.assert_allclose(exp.maps[0], expected, atol=1e-6)
+    assert exp.options["engine"] == "incremental" and exp.options["incremental_layers"] >= 3
+
+
+class ResidualNet(nn.Module):
+    """Stride-2 stem with max pooling, a residual block with a strided 1x1 shortcut, in-place ReLUs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        self.conv1 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.shortcut = nn.Conv2d(8, 16, 1, stride=2)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.conv2(out) + self.shortcut(x)
+        out = self.relu(out)
+        return self.fc(torch.flatten(self.pool(out), 1))
+
+
+class BranchNet(nn.Module):
+    """Inception-style concatenation, dilation, groups, average pooling, functional activations,
+    arithmetic with numbers, and a mean over (H, W) as the global pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(3, 6, 3, padding=2, dilation=2)
+        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=3)
+        self.avg = nn.AvgPool2d(2, 2)
+        self.act = nn.LeakyReLU(0.1)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([torch.relu(self.a(x)), nn.functional.silu(self.b(x))], dim=1)
+        x = self.act(self.grouped(x)) * 0.5 + 1.0
+        x = self.avg(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class VggHead(nn.Module):
+    """A flatten + linear head on the spatial map (no global pooling): full maps are rebuilt there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.Tanh())
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+def _seeded(cls: type, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = cls()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+ARCHITECTURES = {"residual": ResidualNet, "branches": BranchNet, "vgg_head": VggHead, "small_cnn": None}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("window, stride", [((4, 4), (2, 2)), ((5, 3), (3, 1)), ((16, 16), (1, 1))])
+def test_incremental_equals_batched_full_inference(name, window, stride):
+    model = seeded_cnn(seed=3) if ARCHITECTURES[name] is None else _seeded(ARCHITECTURES[name])
+    x = images(2, 3, 16, seed=7)
+    before = snapshot(model)
+    exp = vx.explain(model, x, method="occlusion", window=window, stride=stride, baseline=0.3, engine="incremental")
+    full = vx.explain(model, x, method="occlusion", window=window, stride=stride, baseline=0.3, engine="torch")
+    assert exp.options["engine"] == "incremental" and "engine_fallback" not in exp.options
+    np.testing.assert_allclose(exp.maps, full.maps, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(exp.scores, full.scores, rtol=0, atol=1e-5)
+    assert_untouched(model, before)
+    assert sum(hook_counts(model).values()) == 0
+
+
+def test_auto_picks_incremental_for_torch_models_and_batched_inference_for_onnx():
+    model = seeded_cnn(seed=1)
+    x = images(1, 3, 16)
+    assert vx.explain(model, x, method="occlusion", window=4).options["engine"] == "incremental"
+    from models import onnx_bytes
+
+    assert vx.explain(onnx_bytes(model, (3, 16, 16)), x, method="occlusion", window=4).options["engine"] == "onnx"
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.sum() > 0:
+            y = y * 2
+        return y.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("model, reason", [(Branchy(), "torch.fx cannot trace"), (LinearNet(np.ones((2, 48))), "first layer")])
+def test_models_it_cannot_reason_about_fall_back_and_say_why(model, reason):
+    x = images(2, 3, 4, seed=1)
+    exp = vx.explain(model.eval(), x, method="occlusion", window=2, stride=1, engine="incremental")
+    assert exp.options["engine"] in ("onnx", "torch") and reason in exp.options["engine_fallback"]
+    full = vx.explain(model, x, method="occlusion", window=2, stride=1, engine="torch")
+    np.testing.assert_allclose(exp.maps, full.maps, atol=ATOL)
+    with pytest.raises(NotIncremental, match=reason):
+        IncrementalOcclusion(model)
+
+
+def test_engine_sees_weight_edits_and_module_swaps():
+    model = seeded_cnn(seed=4)
+    x = images(1, 3, 16, seed=2)
+    first = vx.explain(model, x, method="occlusion", window=4, stride=2)
+    engine = incremental_engine(model)
+    with torch.no_grad():
+        model.features[0].weight.mul_(-1.5)
+    edited = vx.explain(model, x, method="occlusion", window=4, stride=2)
+    assert incremental_engine(model) is engine  # traced once, reused
+    np.testing.assert_allclose(edited.maps, vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch").maps, atol=ATOL)
+    assert not np.allclose(first.maps, edited.maps, atol=1e-3)
+    model.fc = nn.Linear(model.fc.in_features, 7)
+    swapped = vx.explain(model, x, method="occlusion", window=4, stride=2)
+    assert swapped.scores.shape == (1, 7) and incremental_engine(model) is not engine
+
+
+def test_train_mode_model_is_explained_in_eval_mode_and_restored():
+    model = _seeded(ResidualNet).train()
+    x = images(2, 3, 16, seed=5)
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="incremental")
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    np.testing.assert_allclose(exp.maps, vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch").maps, atol=ATOL)
+
+
+def test_callable_targets_work_incrementally():
+    model = _seeded(BranchNet)
+    x = images(2, 3, 16, seed=3)
+    score = lambda out: out[:, 0] - out[:, 2]  # noqa: E731
+    exp = vx.explain(model, x, method="occlusion", targets=score, window=4, stride=4)
+    full = vx.explain(model, x, method="occlusion", targets=score, window=4, stride=4, engine="torch")
+    assert exp.options["engine"] == "incremental"
+    np.testing.assert_allclose(exp.maps, full.maps, atol=ATOL)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 16])
+def test_batch_size_does_not_change_incremental_maps(batch_size):
+    model = _seeded(ResidualNet)
+    x = images(3, 3, 16, seed=9)
+    reference = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch")
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=2, batch_size=batch_size, engine="incremental")
+    np.testing.assert_allclose(exp.maps, reference.maps, atol=ATOL)
+
+
+# --- drill-down (approximate) ------------------------------------------------------------------
+
+
+def test_drilldown_with_every_window_refined_is_exact():
+    model = seeded_cnn(seed=2)
+    x = images(2, 3, 16, seed=4)
+    exact = vx.explain(model, x, method="occlusion", window=4, stride=1)
+    full = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=1.0)
+    np.testing.assert_allclose(full.maps, exact.maps, atol=ATOL)
+    assert full.options["approximate"] is True and exact.options["approximate"] is False
+
+
+def test_drilldown_evaluates_fewer_windows_and_refines_where_the_map_is_large():
+    # a linear model whose weight is large in one corner: the refined windows must lie there
+    weight = np.zeros((1, 1, 16, 16))
+    weight[0, 0, :5, :5] = 1.0
+    model = LinearNet(weight.reshape(1, -1))
+    x = np.ones((1, 1, 16, 16), dtype=np.float32)
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.1)
+    (evaluated,) = exp.options["windows_evaluated"]
+    assert evaluated < exp.options["windows"] == 169
+    exact = vx.explain(model, x, method="occlusion", window=4, stride=1)
+    np.testing.assert_allclose(exp.maps[0, :4, :4], exact.maps[0, :4, :4], atol=1e-4)  # every window over the corner was refined
+
+
+def test_drilldown_rejects_a_bad_fraction():
+    with pytest.raises(vx.InvalidOption, match="top_fraction"):
+        vx.explain(seeded_cnn(), images(1), method="occlusion", mode="drilldown", top_fraction=0.0)
+
+
+def test_onnx_export_refuses_a_model_whose_trace_would_freeze_a_branch():
+    # tracing Branchy bakes in the branch its sample took; running that graph would silently give
+    # other inputs the wrong scores, so the export fails (engine="onnx") or falls back (auto)
+    x = images(1, 3, 4, seed=1)
+    with pytest.raises(vx.ModelLoadError, match="cannot export"):
+        vx.explain(Branchy().eval(), x, method="occlusion", window=2, engine="onnx")
+    assert vx.explain(Branchy().eval(), x, method="occlusion", window=2, engine="auto").options["engine"] == "torch"
+
+
+def test_box_sums_equal_summing_the_masks():
+    from vexplain.core.perturbation import box_masks, box_sums
+
+    generator = torch.Generator().manual_seed(0)
+    tops = torch.randint(0, 9, (40,), generator=generator)
+    lefts = torch.randint(0, 6, (40,), generator=generator)
+    values = torch.randn(3, 40, generator=generator)
+    masks = box_masks(tops, lefts, (12, 10), (4, 5), torch.device("cpu"))[:, 0]
+    expected = torch.einsum("nb,bhw->nhw", values, masks)
+    torch.testing.assert_close(box_sums(values, tops, lefts, (12, 10), (4, 5)), expected, rtol=0, atol=1e-5)
