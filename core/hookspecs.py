@@ -34,3 +34,15 @@ def register_adapters(register: Callable[[object], None]) -> None:
     ``capabilities`` (the capability names its adapters may have, used to list which methods run
     on which backend).
     """
+
+
+@hookspec
+def register_metrics(register: Callable[[type], None]) -> None:
+    """Register evaluation metrics: ``register(MetricSubclass)`` for each.
+
+    The class must subclass ``vexplain.Metric``, set ``name`` (lowercase identifier, unique across
+    plugins), ``requires`` (a tuple of adapter capabilities), ``needs`` (what the evaluation must
+    supply beyond the maps: ``"masks"``, ``"method"``), ``summary``, ``paper``, ``headline`` (the
+    value key that ranks methods), ``higher_is_better`` and ``options``, and implement
+    ``evaluate(case, options) -> vexplain.MetricResult``.
+    """

@@ -1,4 +1,5 @@
-"""The plugin host: pluggy manager, lazy idempotent loading, and the validated registry.
+"""The plugin host: pluggy manager, lazy idempotent loading, and the validated registry of
+explainers, adapters and metrics (one table per hook, names unique, each entry with its plugin).
 
 Built-in plugins are the hookimpl modules found in the ``vexplain.adapters`` and ``vexplain.plugins``
 packages (see ``builtin_plugins``), registered after entry points exactly like third-party ones;
@@ -56,7 +57,7 @@ def _has_hookimpls(module: object) -> bool:
 
 @dataclass(frozen=True)
 class Registered:
-    """A registered explainer class or adapter factory and the plugin that gave it."""
+    """A registered explainer class, metric class or adapter factory and the plugin that gave it."""
 
     name: str
     obj: Any
@@ -79,6 +80,7 @@ class Registry:
         self._manager: pluggy.PluginManager | None = None
         self._explainers: dict[str, Registered] | None = None
         self._adapters: dict[str, Registered] | None = None
+        self._metrics: dict[str, Registered] | None = None
         self.failures: list[PluginFailure] = []
 
     @property
@@ -139,6 +141,7 @@ class Registry:
                 manager.check_pending()
                 self.explainers()
                 self.adapters()
+                self.metrics()
             except Exception as error:
                 manager.unregister(name=registered)
                 self._invalidate()
@@ -162,6 +165,7 @@ class Registry:
     def _invalidate(self) -> None:
         self._explainers = None
         self._adapters = None
+        self._metrics = None
 
     def _collect(self, hook_name: str, kind: str, validate) -> dict[str, Registered]:
         table: dict[str, Registered] = {}
@@ -200,6 +204,21 @@ class Registry:
                 # highest priority first: the order adapters are tried in, and listed in
                 self._adapters = dict(sorted(collected.items(), key=lambda item: -item[1].obj.priority))
             return self._adapters
+
+    def metrics(self) -> dict[str, Registered]:
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = self._collect("register_metrics", "metric", _validate_metric)
+            return self._metrics
+
+    def metric(self, name: str) -> Registered:
+        from .metric import UnknownMetric
+
+        table = self.metrics()
+        if not isinstance(name, str) or name not in table:
+            hint = did_you_mean(str(name), table) or ""
+            raise UnknownMetric(f"unknown metric {name!r}{hint} (registered: {', '.join(sorted(table))})")
+        return table[name]
 
     def explainer(self, name: str) -> Registered:
         table = self.explainers()
@@ -262,6 +281,36 @@ def _validate_explainer(obj: object, plugin: str) -> str:
         raise PluginError(
             f"method '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option"
         )
+    return name
+
+
+def _validate_metric(obj: object, plugin: str) -> str:
+    from .metric import NEEDS, Metric
+    from .options import Option
+
+    if not (isinstance(obj, type) and issubclass(obj, Metric)):
+        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.Metric subclass")
+    name = obj.name
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise PluginError(
+            f"plugin '{plugin}' registered metric {obj.__name__} with name {name!r}; "
+            f"names are lowercase identifiers (letters, digits, underscores)"
+        )
+    problem = _capability_problem(obj.requires)
+    if problem:
+        raise PluginError(f"metric '{name}' from plugin '{plugin}': requires {problem}")
+    needs = obj.needs
+    if isinstance(needs, (str, bytes)) or not isinstance(needs, (tuple, list)) or not set(needs) <= set(NEEDS):
+        raise PluginError(f"metric '{name}' from plugin '{plugin}': needs must be a tuple of {', '.join(NEEDS)}; got {needs!r}")
+    if obj.evaluate is Metric.evaluate:
+        raise PluginError(f"metric '{name}' from plugin '{plugin}' does not implement evaluate()")
+    if not isinstance(obj.headline, str) or not obj.headline or not isinstance(obj.higher_is_better, bool):
+        raise PluginError(f"metric '{name}' from plugin '{plugin}': headline must name a value and higher_is_better be a bool")
+    options = obj.options
+    if not isinstance(options, Mapping) or not all(
+        isinstance(k, str) and k.isidentifier() and isinstance(v, Option) for k, v in options.items()
+    ):
+        raise PluginError(f"metric '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option")
     return name
 
 

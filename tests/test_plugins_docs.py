@@ -43,7 +43,7 @@ def code_blocks(language: str) -> list[str]:
 
 
 def test_hookspecs_are_found():
-    assert {"register_explainers", "register_adapters"} <= set(hookspec_names())
+    assert {"register_explainers", "register_adapters", "register_metrics"} <= set(hookspec_names())
 
 
 @pytest.mark.parametrize("hook", hookspec_names())
@@ -68,6 +68,8 @@ def test_plugin_section_covers_the_contract():
         "vx.plugin_failures()",
         "vx.PluginError",
         "attribute(adapter, inputs, targets, options) -> vx.Attribution",
+        "evaluate(case, options) -> vx.MetricResult",
+        *(f"`{attribute}`" for attribute in ("needs", "headline", "higher_is_better")),
         *(f"`{attribute}`" for attribute in ("name", "requires", "summary", "paper", "options")),
         *(f"`{capability}`" for capability in ALL_CAPABILITIES),
     ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vexplain.core.method_table import END, START, markdown_table
+from vexplain.core.readme_tables import COMMAND, method_table, table_in
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -28,8 +28,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 def test_method_table_matches_the_registry():
-    table = README.split(START, 1)[1].split(END, 1)[0].strip()
-    assert table == markdown_table(), "run `python -m vexplain.core.method_table README.md`"
+    assert table_in(README, "methods") == method_table(), f"run `{COMMAND}`"
 
 
 def test_python_quick_start_runs(tmp_path, monkeypatch):
@@ -45,5 +44,5 @@ def test_python_quick_start_runs(tmp_path, monkeypatch):
     exec(compile(quick_start, "README.md quick start", "exec"), namespace)
     assert namespace["exp"].maps.shape == (4, 64, 64)
     assert (tmp_path / "out" / "scene_0.gradcam.png").is_file()
-    assert namespace["occ"].options["engine"] == "onnx"
+    assert namespace["occ"].options["engine"] == "incremental"
     assert namespace["onnx_exp"].maps.shape == (4, 64, 64)

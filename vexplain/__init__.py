@@ -20,7 +20,9 @@ from vexplain.core.errors import (
     VexplainError,
 )
 from vexplain.core.explainer import Attribution, Explainer
+from vexplain.core.evaluation import Evaluation, MetricInfo, evaluate, metrics
 from vexplain.core.explanation import Explanation
+from vexplain.core.metric import EvaluationCase, Metric, MetricResult, UnknownMetric
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option
 
@@ -28,6 +30,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attribution",
+    "Evaluation",
+    "EvaluationCase",
     "Explainer",
     "Explanation",
     "ImageLoadError",
@@ -35,17 +39,23 @@ __all__ = [
     "InvalidOption",
     "InvalidTarget",
     "MethodInfo",
+    "Metric",
+    "MetricInfo",
+    "MetricResult",
     "ModelAdapter",
     "ModelLoadError",
     "Option",
     "PluginError",
     "UnknownLayer",
     "UnknownMethod",
+    "UnknownMetric",
     "UnsupportedCapability",
     "VexplainError",
     "adapt",
+    "evaluate",
     "explain",
     "hookimpl",
     "methods",
+    "metrics",
     "plugin_failures",
 ]

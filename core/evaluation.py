@@ -1,0 +1,187 @@
+"""``vx.evaluate`` and ``vx.metrics``: scoring explanations with the registered metrics."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .api import adapt, explain
+from .errors import InvalidInput, InvalidOption
+from .explanation import Explanation
+from .inputs import as_input_tensor
+from .metric import MASKS, METHOD, EvaluationCase
+from .options import resolve_options
+from .registry import REGISTRY
+from .targets import TargetRequest, Targets
+
+
+@dataclass
+class Evaluation:
+    """The result of ``vx.evaluate``: one metric on one set of maps.
+
+    ``values``: name → float64 ``(N,)`` per image (``values[headline]`` is ``score``);
+    ``curves``: name → float64 ``(N, T)`` with x positions ``curve_x[name]``; ``targets`` int64
+    ``(N,)``; ``options`` every metric option used (defaults filled in, derived values added);
+    ``higher_is_better`` says which way ``score`` ranks methods.
+    """
+
+    metric: str
+    method: str | None
+    values: dict[str, np.ndarray]
+    targets: np.ndarray
+    headline: str
+    higher_is_better: bool
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+    curve_x: dict[str, list] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> np.ndarray:
+        """The headline value per image."""
+        return self.values[self.headline]
+
+    def summary(self) -> dict[str, float]:
+        """Each value's mean over the images."""
+        return {name: float(np.mean(value)) for name, value in self.values.items()}
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A registered metric as listed by ``vx.metrics()``."""
+
+    name: str
+    requires: tuple[str, ...]
+    needs: tuple[str, ...]
+    plugin: str
+    summary: str
+    paper: str
+    headline: str
+    higher_is_better: bool
+    options: dict[str, Any]
+
+
+def metrics() -> list[MetricInfo]:
+    """The registered metrics, sorted by name."""
+    return [
+        MetricInfo(
+            name=name,
+            requires=tuple(entry.obj.requires),
+            needs=tuple(entry.obj.needs),
+            plugin=entry.plugin,
+            summary=entry.obj.summary,
+            paper=entry.obj.paper,
+            headline=entry.obj.headline,
+            higher_is_better=entry.obj.higher_is_better,
+            options={k: o.default for k, o in entry.obj.options.items()},
+        )
+        for name, entry in sorted(REGISTRY.metrics().items())
+    ]
+
+
+def as_masks(masks: Any, count: int, size: tuple[int, int]) -> torch.Tensor:
+    """Ground truth as bool ``(N, H, W)``: from masks ``(N, H, W)`` (nonzero = object) or boxes
+    ``(N, 4)`` as (x0, y0, x1, y1), end-exclusive pixel bounds."""
+    array = np.asarray(masks.detach().cpu() if isinstance(masks, torch.Tensor) else masks)
+    height, width = size
+    if array.ndim == 2 and array.shape == (count, 4) and np.issubdtype(array.dtype, np.number):
+        rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+        x0, y0, x1, y1 = (array[:, i, None, None] for i in range(4))
+        return torch.from_numpy((rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1))
+    if array.ndim == 3 and array.shape == (count, height, width) and (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+        return torch.from_numpy(array != 0)
+    raise InvalidInput(
+        f"masks must be (N, H, W) = ({count}, {height}, {width}) or boxes (N, 4) as (x0, y0, x1, y1); got shape {array.shape}"
+    )
+
+
+def _maps_tensor(maps: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    n, _, height, width = shape
+    array = maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
+    if array.ndim == 2:
+        array = array[None]
+    if array.shape != (n, height, width) or not np.issubdtype(array.dtype, np.number):
+        raise InvalidInput(f"maps must be numbers of shape (N, H, W) = ({n}, {height}, {width}) to match the inputs; got {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidInput("maps contain NaN or infinite values; all values must be finite")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _declared_options(method: str, used: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's own options out of an explanation's ``options`` (which also holds notes)."""
+    declared = REGISTRY.explainer(method).obj.options
+    return {k: v for k, v in used.items() if k in declared}
+
+
+def evaluate(
+    model: Any,
+    inputs: Any,
+    maps_or_method: Any,
+    metric: str = "deletion",
+    targets: Targets = None,
+    masks: Any = None,
+    method_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Evaluation:
+    """Score explanations of ``model`` on ``inputs`` with ``metric``.
+
+    ``maps_or_method``: a method name (explained here with ``targets`` and ``method_options``), an
+    ``Explanation`` (its maps, targets, method and options are used), or raw maps ``(N, H, W)``
+    (targets default to each input's top class). ``masks``: ground truth for localisation metrics,
+    ``(N, H, W)`` or boxes ``(N, 4)`` (x0, y0, x1, y1). ``options``: the metric's options
+    (``vx.metrics()`` lists them with defaults).
+    """
+    started = time.perf_counter()
+    entry = REGISTRY.metric(metric)
+    metric_class = entry.obj
+    adapter = adapt(model)
+    for capability in metric_class.requires:
+        if not adapter.supports(capability):
+            raise adapter._unsupported(capability, f"metric '{metric}' requires it")
+    try:
+        resolved = resolve_options(metric, metric_class.options, options)
+    except InvalidOption as error:
+        raise InvalidOption(str(error).replace(f"method '{metric}'", f"metric '{metric}'")) from None
+    tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
+    method, used_options = None, dict(method_options or {})
+    if isinstance(maps_or_method, str):
+        method = maps_or_method
+        maps_or_method = explain(adapter, tensor, method=method, targets=targets, **used_options)
+    if isinstance(maps_or_method, Explanation):
+        method = maps_or_method.method
+        if METHOD in metric_class.needs and not used_options:
+            used_options = _declared_options(method, maps_or_method.options)
+        chosen = torch.from_numpy(np.asarray(maps_or_method.targets, dtype=np.int64))
+        maps = _maps_tensor(maps_or_method.maps, tuple(tensor.shape))
+        if len(chosen) != len(tensor):
+            raise InvalidInput(f"the explanation has {len(chosen)} maps but there are {len(tensor)} inputs")
+    else:
+        maps = _maps_tensor(maps_or_method, tuple(tensor.shape))
+        chosen = TargetRequest(targets, len(tensor)).select(adapter.forward(tensor).cpu())
+    if METHOD in metric_class.needs and method is None:
+        raise InvalidOption(f"metric '{metric}' re-explains the model: pass a method name or an Explanation, not raw maps")
+    mask_tensor = None
+    if masks is not None:
+        mask_tensor = as_masks(masks, len(tensor), tuple(tensor.shape[2:]))
+    elif MASKS in metric_class.needs:
+        raise InvalidInput(f"metric '{metric}' needs ground truth: pass masks=(N, H, W) masks or (N, 4) boxes")
+    case = EvaluationCase(adapter, tensor, maps.to(adapter.device), chosen.to(torch.int64), mask_tensor, method, used_options)
+    prepared = time.perf_counter()
+    with torch.inference_mode(False):
+        result = metric_class().evaluate(case, resolved)
+    finished = time.perf_counter()
+    return Evaluation(
+        metric=metric,
+        method=method,
+        values={k: np.asarray(v, dtype=np.float64) for k, v in result.values.items()},
+        targets=chosen.numpy(),
+        headline=metric_class.headline,
+        higher_is_better=metric_class.higher_is_better,
+        curves={k: np.asarray(v, dtype=np.float64) for k, v in result.curves.items()},
+        curve_x=dict(result.curve_x),
+        options={**resolved, **result.notes, "backend": adapter.backend},
+        timings={"prepare": prepared - started, "compute": finished - prepared, "total": finished - started},
+    )

@@ -1,0 +1,91 @@
+"""Shared machinery of the many-forward metrics: pixel orders, substrates, batched class probabilities."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .adapter import Scorer
+from .errors import InvalidOption
+from .perturbation import batch_size_for
+from .progress import progress
+
+SUBSTRATES = ("zeros", "mean", "blur")
+
+
+def relevance_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """int64 ``(N, H*W)``: each pixel's position when pixels are sorted by decreasing map value
+    (rank 0 = most relevant); ties keep row-major order (a stable sort)."""
+    flat = maps.reshape(len(maps), -1)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    positions = torch.arange(flat.shape[1], device=maps.device).expand_as(order)
+    return ranks.scatter_(1, order, positions)
+
+
+def gaussian_blur(inputs: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``inputs`` ``(N, C, H, W)`` blurred per channel by a Gaussian of std ``sigma`` pixels,
+    kernel size 2·ceil(2σ)+1, edges replicated."""
+    if sigma <= 0:
+        return inputs.clone()
+    radius = int(math.ceil(2 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=inputs.device)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    n, c, h, w = inputs.shape
+    planes = inputs.reshape(n * c, 1, h, w)
+    planes = torch.nn.functional.pad(planes, (radius, radius, radius, radius), mode="replicate")
+    planes = torch.nn.functional.conv2d(planes, kernel.view(1, 1, 1, -1))
+    planes = torch.nn.functional.conv2d(planes, kernel.view(1, 1, -1, 1))
+    return planes.reshape(n, c, h, w)
+
+
+def substrate(inputs: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
+    """What removed pixels become: ``zeros`` (0 in preprocessed units, the data mean after
+    normalisation), ``mean`` (each image's per-channel mean) or ``blur`` (``gaussian_blur``)."""
+    if kind == "zeros":
+        return torch.zeros_like(inputs)
+    if kind == "mean":
+        return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs).clone()
+    if kind == "blur":
+        return gaussian_blur(inputs, sigma)
+    raise InvalidOption(f"substrate must be one of {', '.join(SUBSTRATES)}; got {kind!r}")
+
+
+def rows_per_batch(inputs: torch.Tensor, batch_size: int | None, memory_mb: float) -> int:
+    """``batch_size`` when given, else as many ``(C, H, W)`` rows as fit ``memory_mb``."""
+    return int(batch_size) if batch_size else batch_size_for(tuple(inputs.shape[1:]), memory_mb)
+
+
+def target_probabilities(
+    scorer: Scorer,
+    rows: int,
+    build: Callable[[int, int, torch.Tensor], torch.Tensor],
+    row_targets: torch.Tensor,
+    batch_size: int,
+    item_shape: tuple[int, ...],
+    device: torch.device,
+    description: str = "",
+) -> torch.Tensor:
+    """float64 ``(rows,)``: softmax probability of ``row_targets[r]`` for each perturbed row.
+
+    ``build(start, stop, out)`` fills ``out`` (``(stop - start, *item_shape)``, a reused buffer)
+    with rows ``start .. stop`` and returns it; rows run through ``scorer`` ``batch_size`` at a time,
+    so memory stays bounded whatever the number of rows.
+    """
+    buffer = torch.empty((min(batch_size, rows), *item_shape), dtype=torch.float32, device=device)
+    out = torch.empty(rows, dtype=torch.float64)
+    starts = range(0, rows, batch_size)
+    for start in progress(starts, total=len(starts), description=description):
+        stop = min(start + batch_size, rows)
+        batch = build(start, stop, buffer[: stop - start])
+        probabilities = torch.softmax(scorer.run(batch).to(torch.float64), dim=1)
+        out[start:stop] = probabilities.gather(1, row_targets[start:stop].view(-1, 1).to(probabilities.device)).squeeze(1).cpu()
+    return out
+
+
+def trapezoid_auc(curves: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Area under each row of ``curves`` ``(N, T)`` over ``x`` ``(T,)`` by the trapezoid rule."""
+    widths = x[1:] - x[:-1]
+    return ((curves[:, 1:] + curves[:, :-1]) / 2 * widths).sum(dim=1)
