@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one timed call")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
+    parser.add_argument("--case", action="append", help="run only this case, as MODEL-BATCH (e.g. resnet18-1); repeatable")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender, median kept (default 3, quick 1)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {env['torch']} ({env['torch_threads']} threads), onnxruntime {env['onnxruntime']}, {env['cpu_count']} CPUs, "
           f"load average {env['load_average_at_start']}")
     models: dict = {}
-    results = [run_case(c, repeats, models) for c in cases(args.quick)]
+    results = [run_case(c, repeats, models) for c in cases(args.quick) if not args.case or f"{c['name']}-{c['batch']}" in args.case]
 
     print("\nScore-CAM: ms; ratio = plain loop / vexplain; max|diff| of layer maps (peak)")
     print_table(["model", "batch", "C", "vexplain", "plain loop", "ratio", "max|diff|", "peak"],

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats, 16 steps")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
+    parser.add_argument("--case", action="append", help="run only this case, as MODEL-BATCH (e.g. resnet18-1); repeatable")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender, median kept (default 5, quick 2)")
     parser.add_argument("--steps", type=int, default=None, help="path points per image (default 50, quick 16)")
     args = parser.parse_args(argv)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {env['torch']} ({env['torch_threads']} threads), captum {env['captum']}, {env['cpu_count']} CPUs, "
           f"load average {env['load_average_at_start']}; median of {repeats} after 1 warm-up call")
     models: dict = {}
-    results = [run_case(c, repeats, steps, models) for c in cases(args.quick)]
+    results = [run_case(c, repeats, steps, models) for c in cases(args.quick) if not args.case or f"{c['name']}-{c['batch']}" in args.case]
 
     print("\nmedian ms; ratio = vexplain / Captum")
     headers = ["model", "batch", "steps", "points/pass", "plain fwd+bwd", "vexplain", "captum (same batches)", "captum (one pass)",
