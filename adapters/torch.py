@@ -69,6 +69,12 @@ class _Capture:
         return None
 
 
+def _differentiable(scores: torch.Tensor) -> torch.Tensor:
+    if not scores.requires_grad:
+        raise InvalidTarget("the explained scores do not depend on the model's output (a detached or constant callable target?); return a tensor computed from the output")
+    return scores
+
+
 class TorchAdapter(ModelAdapter):
     """An ``nn.Module`` (TorchScript included), kept on its device.
 
@@ -219,7 +225,7 @@ class TorchAdapter(ModelAdapter):
                 batch = inputs[part].detach().clone().requires_grad_(True)
                 batch_scores = self._scores(self._call(batch))
                 batch_targets = targets.select(batch_scores.detach(), part.start)
-                (grad,) = torch.autograd.grad(gather_scores(batch_scores, batch_targets).sum(), batch)
+                (grad,) = torch.autograd.grad(_differentiable(gather_scores(batch_scores, batch_targets)).sum(), batch)
                 grads.append(grad)
                 scores.append(batch_scores.detach())
                 chosen.append(batch_targets)
@@ -277,9 +283,10 @@ class TorchAdapter(ModelAdapter):
                     batch_targets = targets.select(batch_scores.detach(), part.start)
                     if not activation.requires_grad:
                         raise ModelLoadError(f"the output of layer '{layer}' does not take part in the model's score graph; pick a layer before the classifier")
-                    (grad,) = torch.autograd.grad(gather_scores(batch_scores, batch_targets).sum(), activation, allow_unused=True)
+                    target_scores = _differentiable(gather_scores(batch_scores, batch_targets))
+                    (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
                     if grad is None:
-                        grad = torch.zeros_like(activation)
+                        raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it); pick a layer that feeds that score")
                     acts.append(activation.detach())
                     grads.append(grad)
                     scores.append(batch_scores.detach())

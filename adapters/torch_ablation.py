@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 import torch
 
-from vexplain.core.errors import ModelLoadError
+from vexplain.core.errors import InvalidTarget, ModelLoadError
 
-#: per model: layer -> "prefix once" or "repeat input"
-_MODES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, str]]" = weakref.WeakKeyDictionary()
+#: per model: (layer, module structure) -> "prefix once" or "repeat input"
+_MODES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, str]]" = weakref.WeakKeyDictionary()
 PREFIX_ONCE = "prefix once"
 REPEAT_INPUT = "repeat input"
 
@@ -66,10 +66,11 @@ def replaced_scores(
     if len(activations) == 1:  # one replacement: both ways are the same computation
         return _run(module, call, inputs, activations), PREFIX_ONCE
     modes = _MODES.setdefault(model, {})
-    mode = modes.get(layer)
+    key = (layer, tuple((name, id(m)) for name, m in model.named_modules()))  # a changed structure probes again
+    mode = modes.get(key)
     if mode is None:
         mode = _probe(model, module, call, inputs, activations)
-        modes[layer] = mode
+        modes[key] = mode
     if mode == PREFIX_ONCE:
         return _run(module, call, inputs, activations), mode
     repeated = inputs.expand(len(activations), *inputs.shape[1:])
@@ -82,7 +83,7 @@ def _probe(model: torch.nn.Module, module: torch.nn.Module, call: Callable[[torc
     plain = _run(module, call, inputs.expand(len(sample), *inputs.shape[1:]), sample)
     try:
         once = _run(module, call, inputs, sample)
-    except RuntimeError:  # the batch mixes with a batch-1 tensor from before the layer
+    except (RuntimeError, InvalidTarget):  # the batch mixes with a batch-1 tensor from before the layer
         return REPEAT_INPUT
     if once.shape != plain.shape or not torch.allclose(once, plain, rtol=1e-4, atol=1e-5):
         return REPEAT_INPUT

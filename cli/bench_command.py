@@ -107,12 +107,15 @@ def _bench_one(adapter: Any, module: torch.nn.Module | None, method: str, inputs
     row.update(seconds=timing.seconds, per_image=timing.seconds / batch, images_per_s=batch / timing.seconds, peak_mb=timing.peak_mb, runs=timing.runs)
     if module is None:
         return row
-    layer = None
-    if "layer" in exp.options:
-        layer = module.get_submodule(exp.options["layer"])
     declared = REGISTRY.explainer(method).obj.options
     used = {k: v for k, v in exp.options.items() if k in declared}
-    for column, call in reference_calls(method, module, layer, inputs, [int(t) for t in exp.targets], used).items():
+    try:
+        layer = module.get_submodule(exp.options["layer"]) if isinstance(exp.options.get("layer"), str) else None
+        calls = reference_calls(method, module, layer, inputs, [int(t) for t in exp.targets], used)
+    except Exception as error:  # a reference library that cannot even be set up is one failed cell
+        row["references"] = {"error": " ".join(f"{type(error).__name__}: {error}".split())}
+        return row
+    for column, call in calls.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # Captum's notes on requires_grad and hooks

@@ -80,7 +80,10 @@ def folder_set(folder: str, truth: str | None, adapter: ModelAdapter, count: int
         class_names = adapter.metadata.get("class_names")
         found = [_truth_of(entries[p.name], o.shape[:2], size, truth_path, class_names) for p, o in zip(files, originals)]
         masks = np.stack([mask for mask, _, _ in found])
-        if all(label is not None for _, label, _ in found):
+        unlabelled = [p.name for p, (_, label, _) in zip(files, found) if label is None]
+        if unlabelled and len(unlabelled) < len(found):
+            raise InvalidInput(f"{truth_path}: {', '.join(unlabelled[:5])} have no \"label\" while others do; label every image or none (then each image's top class is explained)")
+        if not unlabelled:
             labels = np.array([label for _, label, _ in found], dtype=np.int64)
         if all(box is not None for _, _, box in found):
             boxes = np.array([box for _, _, box in found], dtype=np.int64)

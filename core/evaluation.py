@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .api import adapt, explain
-from .errors import InvalidInput, InvalidOption
+from .errors import InvalidInput, InvalidOption, PluginError
 from .explanation import Explanation
 from .inputs import as_input_tensor
 from .metric import MASKS, METHOD, EvaluationCase
@@ -158,6 +158,7 @@ def evaluate(
         maps = _maps_tensor(maps_or_method.maps, tuple(tensor.shape))
         if len(chosen) != len(tensor):
             raise InvalidInput(f"the explanation has {len(chosen)} maps but there are {len(tensor)} inputs")
+        chosen = TargetRequest(chosen, len(tensor)).select(adapter.forward(tensor[:1]).cpu().expand(len(tensor), -1))  # range-checked
     else:
         maps = _maps_tensor(maps_or_method, tuple(tensor.shape))
         chosen = TargetRequest(targets, len(tensor)).select(adapter.forward(tensor).cpu())
@@ -172,6 +173,7 @@ def evaluate(
     prepared = time.perf_counter()
     with torch.inference_mode(False):
         result = metric_class().evaluate(case, resolved)
+    _check_result(metric, metric_class, result, len(tensor))
     finished = time.perf_counter()
     return Evaluation(
         metric=metric,
@@ -185,3 +187,20 @@ def evaluate(
         options={**resolved, **result.notes, "backend": adapter.backend},
         timings={"prepare": prepared - started, "compute": finished - prepared, "total": finished - started},
     )
+
+
+def _check_result(name: str, metric_class: type, result: Any, count: int) -> None:
+    """A metric plugin's result has its headline and one value per image, curves (N, T) with T
+    x positions; anything else is the plugin's fault, reported as ``PluginError``."""
+    values = {k: np.asarray(v) for k, v in getattr(result, "values", {}).items()}
+    if metric_class.headline not in values:
+        raise PluginError(f"metric '{name}' returned no '{metric_class.headline}' (its headline); it returned {sorted(values)}")
+    for key, value in values.items():
+        if value.shape != (count,):
+            raise PluginError(f"metric '{name}' returned '{key}' of shape {value.shape}; it must be one value per image, ({count},)")
+    for key, curve in getattr(result, "curves", {}).items():
+        curve = np.asarray(curve)
+        x = result.curve_x.get(key)
+        if curve.ndim != 2 or len(curve) != count or x is None or len(x) != curve.shape[1]:
+            raise PluginError(f"metric '{name}' returned curve '{key}' of shape {curve.shape} with {0 if x is None else len(x)} x positions; it must be ({count}, T) with T positions")
+

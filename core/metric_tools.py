@@ -68,7 +68,9 @@ def target_probabilities(
     device: torch.device,
     description: str = "",
 ) -> torch.Tensor:
-    """float64 ``(rows,)``: softmax probability of ``row_targets[r]`` for each perturbed row.
+    """float64 ``(rows,)``: softmax probability of ``row_targets[r]`` for each perturbed row (a
+    model whose outputs are already probabilities, non-negative rows summing to 1 in the first
+    batch, is not softmaxed twice).
 
     ``build(start, stop, out)`` fills ``out`` (``(stop - start, *item_shape)``, a reused buffer)
     with rows ``start .. stop`` and returns it; rows run through ``scorer`` ``batch_size`` at a time,
@@ -77,10 +79,14 @@ def target_probabilities(
     buffer = torch.empty((min(batch_size, rows), *item_shape), dtype=torch.float32, device=device)
     out = torch.empty(rows, dtype=torch.float64)
     starts = range(0, rows, batch_size)
+    already_probabilities: bool | None = None
     for start in progress(starts, total=len(starts), description=description):
         stop = min(start + batch_size, rows)
         batch = build(start, stop, buffer[: stop - start])
-        probabilities = torch.softmax(scorer.run(batch).to(torch.float64), dim=1)
+        scores = scorer.run(batch).to(torch.float64)
+        if already_probabilities is None:
+            already_probabilities = bool((scores >= 0).all()) and bool(torch.allclose(scores.sum(dim=1), torch.ones(len(scores), dtype=torch.float64), atol=1e-4))
+        probabilities = scores if already_probabilities else torch.softmax(scores, dim=1)
         out[start:stop] = probabilities.gather(1, row_targets[start:stop].view(-1, 1).to(probabilities.device)).squeeze(1).cpu()
     return out
 

@@ -7,6 +7,7 @@ option's coercer, which raises ``ValueError("must be ...")`` naming what would b
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -48,12 +49,17 @@ def integer(minimum: int | None = None) -> Coercer:
     return coerce
 
 
-def number() -> Coercer:
-    """A real number (bools refused)."""
+def number(minimum: float | None = None, above: float | None = None) -> Coercer:
+    """A finite real number (bools, NaN and infinities refused), at least ``minimum`` or greater
+    than ``above`` when given."""
 
     def coerce(value: Any) -> float:
-        if not _is_number(value):
-            raise ValueError("must be a number")
+        if not _is_number(value) or not math.isfinite(float(value)):
+            raise ValueError("must be a finite number")
+        if minimum is not None and float(value) < minimum:
+            raise ValueError(f"must be a number >= {minimum:g}")
+        if above is not None and float(value) <= above:
+            raise ValueError(f"must be a number > {above:g}")
         return float(value)
 
     return coerce

@@ -8,13 +8,13 @@ SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_TRUNCATE = 0.01, 0.03, 1.5, 3.5
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps' values (average ranks for ties); 0.0 when either map
-    is constant (a constant map shares no ranking with anything)."""
+    """Spearman rank correlation of two maps' values (average ranks for ties); NaN when either map
+    is constant, where it is undefined (a plausible 0.0 would read as "the map changed")."""
     from scipy.stats import rankdata
 
     x, y = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
     if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return 0.0
+        return float("nan")
     rx, ry = rankdata(x), rankdata(y)
     rx -= rx.mean()
     ry -= ry.mean()

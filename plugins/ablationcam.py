@@ -41,7 +41,7 @@ class AblationCam(CamExplainer):
     options = {
         **CamExplainer.options,
         "batch_size": Option(None, optional(integer(1)), "ablated channels per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:

@@ -127,7 +127,7 @@ class CamExplainer(Explainer):
             result = adapter.activations(inputs, layer)
             chosen = targets.select(result.scores)
         activations = result.activations.to(inputs.device)
-        if activations.dim() != 4:
-            raise InvalidOption(f"layer '{layer}' outputs shape {tuple(activations.shape)}; CAM methods need a 4-D (N, C, h, w) feature map")
+        if activations.dim() != 4 or activations.shape[2] * activations.shape[3] < 2:
+            raise InvalidOption(f"layer '{layer}' outputs shape {tuple(activations.shape)}; CAM methods need a (N, C, h, w) feature map with more than one position")
         gradients = None if result.gradients is None else result.gradients.to(inputs.device)
         return CamStep(adapter, inputs, layer, activations, gradients, result.scores.to(inputs.device), chosen.to(inputs.device), options)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vexplain.core.adapter import ACTIVATION_GRADIENTS, GUIDED_GRADIENTS, ModelAdapter
+from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, choice, optional, resolve_options, text
@@ -40,6 +41,8 @@ class GuidedGradCam(Explainer):
         from vexplain.core.registry import REGISTRY
 
         gradcam = REGISTRY.explainer("gradcam").obj
+        if options["layer"] and "," in options["layer"]:
+            raise InvalidOption(f"guided_gradcam takes one layer, got '{options['layer']}'; run gradcam for several layers")
         given = {"layer": options["layer"]} if options["layer"] else {}
         cam = gradcam().attribute(adapter, inputs, targets, resolve_options(gradcam.name, gradcam.options, given))
         chosen = cam.targets.to(inputs.device)

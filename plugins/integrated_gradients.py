@@ -62,7 +62,7 @@ class IntegratedGradients(Explainer):
         "baseline": Option(0.0, number(), "the constant baseline image's value (preprocessed units)"),
         "rule": Option("gausslegendre", choice(*RULES), "quadrature rule, named as in Captum"),
         "batch_size": Option(None, optional(integer(1)), "path points per forward+backward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         **reduction_options(abs_default=False, reduce_default="sum"),
     }
 

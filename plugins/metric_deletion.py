@@ -25,9 +25,9 @@ def _options(default_substrate: str) -> dict[str, Option]:
     return {
         "steps": Option(100, integer(1), "number of steps; step k changes the floor(k*H*W/steps) most relevant pixels"),
         "substrate": Option(default_substrate, choice(*SUBSTRATES), "what removed pixels become: zeros, mean or blur"),
-        "blur_sigma": Option(5.0, number(), "std in pixels of the Gaussian blur substrate"),
+        "blur_sigma": Option(5.0, number(above=0), "std in pixels of the Gaussian blur substrate"),
         "batch_size": Option(None, optional(integer(1)), "perturbed images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the perturbed batches"),
     }
 

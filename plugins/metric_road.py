@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from vexplain.core.adapter import FORWARD
+from vexplain.core.errors import InvalidOption
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.imputation import noisy_linear_impute
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult
@@ -55,10 +56,10 @@ class Road(Metric):
     higher_is_better = True
     options = {
         "fractions": Option(DEFAULT_FRACTIONS, fractions, "fractions of pixels removed"),
-        "noise": Option(0.01, number(), "std of the Gaussian noise added to imputed values"),
+        "noise": Option(0.01, number(minimum=0), "std of the Gaussian noise added to imputed values"),
         "seed": Option(0, integer(0), "seed of the imputation noise"),
         "batch_size": Option(None, optional(integer(1)), "imputed images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the imputed batches"),
     }
 
@@ -71,6 +72,9 @@ class Road(Metric):
         ranks = relevance_ranks(case.maps.to(device)).cpu()
         images = inputs.detach().cpu().numpy()
         height, width = inputs.shape[2:]
+        for fraction in steps:
+            if not 0 < round(fraction * height * width) < height * width:
+                raise InvalidOption(f"road fraction {fraction} removes {round(fraction * height * width)} of {height * width} pixels; each fraction must remove some pixels and keep some")
 
         def build(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
             for slot, row in enumerate(range(start, stop)):

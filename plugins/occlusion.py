@@ -57,7 +57,7 @@ class Occlusion(Explainer):
         "stride": Option(None, optional(int_pair()), "step k or (sh, sw); default window // 2"),
         "baseline": Option(0.0, number(), "value written into the occluded window (in preprocessed units)"),
         "batch_size": Option(None, optional(integer(1)), "occluded images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
         "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
         "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass; default twice stride"),

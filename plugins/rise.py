@@ -81,7 +81,7 @@ class Rise(Explainer):
         "seed": Option(0, integer(0), "seed of the masks"),
         "softmax": Option(False, boolean(), "score softmax(y)_t (the paper's probability) instead of y_t"),
         "batch_size": Option(None, optional(integer(1)), "masked inputs per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }
 
@@ -92,9 +92,9 @@ class Rise(Explainer):
         batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), options["memory_mb"])
         scorer = adapter.scorer(options["engine"], sample=inputs[:1])
         source = MaskSource(count, options["cells"], options["p"], options["seed"], tuple(inputs.shape[2:]), device)
-        scores = scorer.run(inputs).to(device)
+        scores = torch.cat([scorer.run(inputs[start : start + batch_size]).to(device) for start in range(0, len(inputs), batch_size)])
         chosen = targets.select(scores)
-        maps = torch.zeros((len(inputs), *inputs.shape[2:]), device=device)
+        maps = torch.zeros((len(inputs), *inputs.shape[2:]), dtype=torch.float64, device=device)  # summation order varies with batch_size
         for start in progress(range(0, count, batch_size), total=-(-count // batch_size), description="rise"):
             masks = source.chunk(start, min(start + batch_size, count))
             for n in range(len(inputs)):
@@ -102,9 +102,9 @@ class Rise(Explainer):
                 if options["softmax"]:
                     masked_scores = torch.softmax(masked_scores, dim=1)
                 values = gather_scores(masked_scores, chosen[n].expand(len(masks)))
-                maps[n] += torch.einsum("b,bhw->hw", values, masks)
+                maps[n] += torch.einsum("b,bhw->hw", values.double(), masks.double())
         notes = {"batch_size": batch_size, "engine": scorer.engine, **scorer.notes}
-        return Attribution(maps=maps / (count * options["p"]), scores=scores, targets=chosen, notes=notes)
+        return Attribution(maps=(maps / (count * options["p"])).float(), scores=scores, targets=chosen, notes=notes)
 
 
 @hookimpl

@@ -50,7 +50,7 @@ class ScoreCam(CamExplainer):
     options = {
         **CamExplainer.options,
         "batch_size": Option(None, optional(integer(1)), "masked inputs per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }
 

@@ -19,13 +19,6 @@ GRADIENT_CAPABILITIES = (GRADIENTS, GUIDED_GRADIENTS, ACTIVATION_GRADIENTS)
 FIELDS = ("maps", "attributions", "layer_maps")
 
 
-def non_negative(value: Any) -> float:
-    value = number()(value)
-    if value < 0:
-        raise ValueError("must be a number >= 0")
-    return value
-
-
 def mapping(value: Any) -> dict:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ValueError("must be a dict of the base method's options")
@@ -67,7 +60,7 @@ class SmoothGrad(Explainer):
         "base": Option("saliency", text(), "the gradient method to smooth"),
         "base_options": Option(None, optional(mapping), "options of the base method (default: its defaults)"),
         "samples": Option(25, integer(1), "noisy copies per input"),
-        "noise": Option(0.15, non_negative, "noise σ as a fraction of each image's value range (max − min)"),
+        "noise": Option(0.15, number(minimum=0), "noise σ as a fraction of each image's value range (max − min)"),
         "seed": Option(0, integer(0), "seed of the noise draws"),
         "variant": Option("smoothgrad", choice(*VARIANTS), "mean (smoothgrad), mean of squares (squared) or variance (vargrad)"),
         "batch_size": Option(64, integer(1), "noisy inputs per call of the base method"),
