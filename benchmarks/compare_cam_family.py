@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import environment, median_of, print_table, timed
-from benchmarks.models import demo_inputs, demo_model, resnet18_shaped, resnet_inputs
+from benchmarks.models import case_model
 
 
 def cases(quick: bool) -> list[dict]:
@@ -94,10 +94,7 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
     import vexplain as vx
     from vexplain.adapters.onnx_export import export_onnx
 
-    if case["name"] not in models:
-        models[case["name"]] = demo_model() if case["name"] == "demo" else (resnet18_shaped(), "random (seeded)")
-    model, weights = models[case["name"]]
-    inputs = demo_inputs(case["batch"]) if case["name"] == "demo" else resnet_inputs(case["batch"], case["size"])
+    model, weights, inputs = case_model(case["name"], case["batch"], case["size"], models)
     with torch.no_grad():
         scores = model(inputs)
     targets = scores.argmax(dim=1)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import environment, median_of, print_table
-from benchmarks.models import demo_inputs, demo_model, resnet18_shaped, resnet_inputs
+from benchmarks.models import case_model
 
 
 def cases(quick: bool) -> list[dict]:
@@ -44,10 +44,7 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
     import vexplain as vx
     from captum.attr import LayerAttribution, LayerGradCam
 
-    if case["name"] not in models:
-        models[case["name"]] = demo_model() if case["name"] == "demo" else (resnet18_shaped(), "random (seeded)")
-    model, weights = models[case["name"]]
-    inputs = demo_inputs(case["batch"]) if case["name"] == "demo" else resnet_inputs(case["batch"], case["size"])
+    model, weights, inputs = case_model(case["name"], case["batch"], case["size"], models)
     with torch.no_grad():
         targets = model(inputs).argmax(dim=1)
     target_list = [int(t) for t in targets]
