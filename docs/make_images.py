@@ -1,7 +1,6 @@
 """Regenerate the README's pictures from the shipped demo model: `python docs/make_images.py`."""
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,10 +33,11 @@ def quickstart_figure() -> np.ndarray:
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     figure = quickstart_figure()
-    cv2.imwrite(str(IMAGES / "quickstart.png"), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(IMAGES / "quickstart.png"), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     with tempfile.TemporaryDirectory() as folder:
         cli(["demo", "--out", folder])
-        shutil.copy(Path(folder) / "demo.png", IMAGES / "demo.png")
+        demo = cv2.imread(str(Path(folder) / "demo.png"))
+        cv2.imwrite(str(IMAGES / "demo.png"), demo, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 if __name__ == "__main__":
