@@ -16,7 +16,7 @@ COMMANDS = (explain_command, methods_command, layers_command, demo_command, eval
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vexplain",
-        description="Explain convolutional networks' decisions as pictures (saliency, occlusion, CAM, Grad-CAM, plugins).",
+        description="Explain convolutional networks' decisions as pictures (gradient, CAM and perturbation methods, plugins), and measure how faithful each explanation is.",
     )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
