@@ -185,7 +185,7 @@ class TorchAdapter(ModelAdapter):
         if engine not in ("auto", "incremental", "torch", "onnx"):
             raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
         if engine in ("torch", "onnx"):
-            return [ModelAdapter.box_scorer(self, image, window, baseline, engine, field_limit) for image in images]
+            return super().box_scorers(images, window, baseline, engine, field_limit)
         from .torch_incremental import NotIncremental, incremental_box_scorers
 
         try:
@@ -201,18 +201,10 @@ class TorchAdapter(ModelAdapter):
                         self._call(images[:1].to(self.device))  # raises the clear InvalidInput for a wrong shape
                     raise
         except NotIncremental as reason:
-            fallbacks = [ModelAdapter.box_scorer(self, image, window, baseline, "auto", field_limit) for image in images]
+            fallbacks = super().box_scorers(images, window, baseline, "auto", field_limit)
             for fallback in fallbacks:
                 fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
             return fallbacks
-
-    def box_scorer(
-        self, image: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
-    ) -> BoxScorer:
-        """``box_scorers`` for one ``(C, H, W)`` image."""
-        if engine in ("torch", "onnx"):
-            return super().box_scorer(image, window, baseline, engine, field_limit)
-        return self.box_scorers(image[None], window, baseline, engine, field_limit)[0]
 
     def _output_scores(self, output: Any, count: int) -> torch.Tensor:
         return self._scores(output if self._score_function is None else apply_score_function(self._score_function, output, count))

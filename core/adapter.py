@@ -109,25 +109,20 @@ class ModelAdapter(ABC):
             raise self._unsupported(f"engine '{engine}'", f"this adapter runs engine '{self.backend}' only")
         return Scorer(lambda batch: self.forward(batch), self.backend)
 
-    def box_scorer(
-        self, image: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
-    ) -> BoxScorer:
-        """Occlusion's forward passes for one ``(C, H, W)`` image: by default the boxed images are
-        built as batches and run by ``scorer(engine)``; backends may compute less (incrementally).
-        ``field_limit`` asks an incremental engine to cut changed regions (approximate); engines that
-        compute full maps ignore it and say so in the notes."""
-        from .perturbation import batched_box_scorer
-
-        scorer = batched_box_scorer(self.scorer(engine, sample=image[None]), image, window, baseline)
-        if field_limit is not None:
-            scorer.notes["field_limit_ignored"] = f"engine '{scorer.engine}' computes full feature maps"
-        return scorer
-
     def box_scorers(
         self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
     ) -> list[BoxScorer]:
-        """``box_scorer`` for each image of ``images`` ``(N, C, H, W)``; backends may share work."""
-        return [self.box_scorer(image, window, baseline, engine, field_limit) for image in images]
+        """Occlusion's forward passes, a ``BoxScorer`` per image of ``images`` ``(N, C, H, W)``: by
+        default the boxed images are built as batches and run by one ``scorer(engine)``; backends
+        may compute less (incrementally). ``field_limit`` asks an incremental engine to cut changed
+        regions (approximate); engines that compute full maps ignore it and say so in the notes."""
+        from .perturbation import batched_box_scorers
+
+        scorers = batched_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline)
+        if field_limit is not None:
+            for scorer in scorers:
+                scorer.notes["field_limit_ignored"] = f"engine '{scorer.engine}' computes full feature maps"
+        return scorers
 
     def gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
         """d(y_t)/d(x) for each input, ``(N, C, H, W)``, in batches of ``batch_size`` (default: the adapter's)."""

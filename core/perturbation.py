@@ -72,22 +72,26 @@ def fill_boxes(image: torch.Tensor, boxes: torch.Tensor, baseline: float, out: t
     return out
 
 
-def batched_box_scorer(scorer: "Scorer", image: torch.Tensor, window: tuple[int, int], baseline: float) -> "BoxScorer":
-    """A ``BoxScorer`` that builds each batch of boxed images in one reused buffer and runs the full
-    model on it (batched full inference)."""
+def batched_box_scorers(scorer: "Scorer", images: torch.Tensor, window: tuple[int, int], baseline: float) -> list["BoxScorer"]:
+    """A ``BoxScorer`` per image of ``images`` ``(N, C, H, W)`` that builds each batch of boxed
+    copies in one buffer (shared by all of them, since they run one after another) and runs the
+    full model on it: batched full inference. The clean scores come from one batched run."""
     from .adapter import BoxScorer
 
-    shape = tuple(image.shape)
+    shape = tuple(images.shape[1:])
     buffers: list[torch.Tensor] = []
 
-    def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
-        if not buffers or len(buffers[0]) < len(tops):
-            buffers[:] = [torch.empty((len(tops), *shape), dtype=image.dtype, device=image.device)]
-        boxes = box_indices(tops, lefts, window, shape)
-        return scorer.run(fill_boxes(image, boxes, baseline, out=buffers[0][: len(tops)])).to(image.device)
+    def runner(image: torch.Tensor):
+        def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+            if not buffers or len(buffers[0]) < len(tops):
+                buffers[:] = [torch.empty((len(tops), *shape), dtype=image.dtype, device=image.device)]
+            boxes = box_indices(tops, lefts, window, shape)
+            return scorer.run(fill_boxes(image, boxes, baseline, out=buffers[0][: len(tops)])).to(image.device)
 
-    base = scorer.run(image[None]).to(image.device)[0]
-    return BoxScorer(run, base, scorer.engine, dict(scorer.notes))
+        return run
+
+    bases = scorer.run(images).to(images.device)
+    return [BoxScorer(runner(image), base, scorer.engine, dict(scorer.notes)) for image, base in zip(images, bases)]
 
 
 def box_sums(values: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: tuple[int, int], window: tuple[int, int]) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Occlusion sensitivity (Zeiler & Fergus, 2014)."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 
-from vexplain.core.adapter import FORWARD, ModelAdapter
+from vexplain.core.adapter import FORWARD, BoxScorer, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
@@ -82,42 +83,30 @@ class Occlusion(Explainer):
         coarse = _grid(height, width, window, coarse_stride, device) if drilldown else None
 
         fine_tops, fine_lefts = fine["tops"], fine["lefts"]
-        scores, chosen = [], []
+        known = _known(coarse, fine) if drilldown else None
+        scores, chosen, evaluated = [], [], []
         drops = torch.zeros((len(inputs), len(fine_tops)), device=device)
-        evaluated = []
         per_image = len(coarse["tops"]) + math.ceil(options["top_fraction"] * len(fine_tops)) if drilldown else len(fine_tops)
         with progress_counter(len(inputs) * per_image, "occlusion", unit="window") as bar:
-            scorers: list = []
-            for n in range(len(inputs)):
-                if not scorers:  # a few images at a time: each scorer holds its image's activations
-                    chunk = inputs[n : n + IMAGES_PER_CLEAN_PASS]
-                    scorers = adapter.box_scorers(chunk, window, options["baseline"], options["engine"], options["field_limit"])[::-1]
-                scorer = scorers.pop()
-                if n == 0:
-                    call_notes = dict(scorer.notes)  # as the call found things (e.g. whether an export was cached)
-                scores.append(scorer.base.to(device))
-                chosen.append(targets.select(scores[-1][None], n)[0])
-                target = int(chosen[-1])
-                base = scores[-1][target]
-
-                def drop_of(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
-                    result = torch.empty(len(tops), device=device)
-                    for start in range(0, len(tops), batch_size):
-                        part = slice(start, start + batch_size)
-                        result[part] = base - scorer.run(tops[part], lefts[part])[:, target].to(device)
-                        bar.update(len(result[part]))
-                    return result
-
-                if not drilldown:
-                    drops[n] = drop_of(fine_tops, fine_lefts)
-                    evaluated.append(len(fine_tops))
-                    continue
-                coarse_drops = drop_of(coarse["tops"], coarse["lefts"])
-                coarse_map = box_sums(coarse_drops[None], coarse["tops"], coarse["lefts"], (height, width), window)[0] / coarse["coverage"]
-                drops[n] = interpolate_grid(coarse_drops, coarse, fine)
-                selected = drilldown_selection(coarse_map, fine, window, options["top_fraction"], known=_known(coarse, fine))
-                drops[n, selected] = drop_of(fine_tops[selected], fine_lefts[selected])
-                evaluated.append(len(coarse["tops"]) + len(selected))
+            for first in range(0, len(inputs), IMAGES_PER_CLEAN_PASS):  # each scorer holds its image's activations
+                chunk = inputs[first : first + IMAGES_PER_CLEAN_PASS]
+                chunk_scorers = adapter.box_scorers(chunk, window, options["baseline"], options["engine"], options["field_limit"])
+                for n, scorer in enumerate(chunk_scorers, start=first):
+                    if n == 0:
+                        call_notes = dict(scorer.notes)  # as the call found things (e.g. whether an export was cached)
+                    scores.append(scorer.base.to(device))
+                    chosen.append(targets.select(scores[-1][None], n)[0])
+                    drop_of = functools.partial(_drops, scorer, int(chosen[-1]), batch_size, bar)
+                    if not drilldown:
+                        drops[n] = drop_of(fine_tops, fine_lefts)
+                        evaluated.append(len(fine_tops))
+                        continue
+                    coarse_drops = drop_of(coarse["tops"], coarse["lefts"])
+                    coarse_map = box_sums(coarse_drops[None], coarse["tops"], coarse["lefts"], (height, width), window)[0] / coarse["coverage"]
+                    drops[n] = interpolate_grid(coarse_drops, coarse, fine)
+                    selected = drilldown_selection(coarse_map, fine, window, options["top_fraction"], known=known)
+                    drops[n, selected] = drop_of(fine_tops[selected], fine_lefts[selected])
+                    evaluated.append(len(coarse["tops"]) + len(selected))
         maps = box_sums(drops, fine_tops, fine_lefts, (height, width), window) / fine["coverage"]
         notes = {
             "window": window,
@@ -133,6 +122,15 @@ class Occlusion(Explainer):
         if drilldown:
             notes.update(coarse_stride=coarse_stride, windows_evaluated=evaluated)
         return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)
+
+
+def _drops(scorer: BoxScorer, target: int, batch_size: int, bar: Any, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+    """y_t(x) − y_t(x with each box set to the baseline), ``batch_size`` boxes per call."""
+    parts = []
+    for start in range(0, len(tops), batch_size):
+        parts.append(scorer.base[target] - scorer.run(tops[start : start + batch_size], lefts[start : start + batch_size])[:, target])
+        bar.update(len(parts[-1]))
+    return torch.cat(parts).to(tops.device)
 
 
 def _grid(height: int, width: int, window: tuple[int, int], stride: tuple[int, int], device: torch.device) -> dict[str, Any]:
