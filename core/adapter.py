@@ -94,6 +94,13 @@ class ModelAdapter(ABC):
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    def require(self, capabilities: tuple[str, ...], who: str) -> None:
+        """Raise ``UnsupportedCapability`` (listing the methods that do work) for the first of
+        ``capabilities`` this adapter lacks; ``who`` names what needs them, e.g. "method 'gradcam'"."""
+        for capability in capabilities:
+            if not self.supports(capability):
+                raise self._unsupported(capability, f"{who} requires it")
+
     def _unsupported(self, capability: str, hint: str = "") -> UnsupportedCapability:
         from .registry import methods_supported_by
 

@@ -50,9 +50,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     entry = REGISTRY.explainer(method)
     explainer_class = entry.obj
     adapter = adapt(model)
-    for capability in explainer_class.requires:
-        if not adapter.supports(capability):
-            raise adapter._unsupported(capability, f"method '{method}' requires it")
+    adapter.require(explainer_class.requires, f"method '{method}'")
     resolved = resolve_options(method, explainer_class.options, options)
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
     request = TargetRequest(targets, tensor.shape[0])

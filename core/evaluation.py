@@ -138,13 +138,8 @@ def evaluate(
     entry = REGISTRY.metric(metric)
     metric_class = entry.obj
     adapter = adapt(model)
-    for capability in metric_class.requires:
-        if not adapter.supports(capability):
-            raise adapter._unsupported(capability, f"metric '{metric}' requires it")
-    try:
-        resolved = resolve_options(metric, metric_class.options, options)
-    except InvalidOption as error:
-        raise InvalidOption(str(error).replace(f"method '{metric}'", f"metric '{metric}'")) from None
+    adapter.require(metric_class.requires, f"metric '{metric}'")
+    resolved = resolve_options(metric, metric_class.options, options, kind="metric")
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
     method, used_options = None, dict(method_options or {})
     if isinstance(maps_or_method, str):
@@ -158,7 +153,7 @@ def evaluate(
         maps = _maps_tensor(maps_or_method.maps, tuple(tensor.shape))
         if len(chosen) != len(tensor):
             raise InvalidInput(f"the explanation has {len(chosen)} maps but there are {len(tensor)} inputs")
-        chosen = TargetRequest(chosen, len(tensor)).select(adapter.forward(tensor[:1]).cpu().expand(len(tensor), -1))  # range-checked
+        chosen = TargetRequest(chosen, len(tensor)).select(torch.as_tensor(np.asarray(maps_or_method.scores)))  # range-checked
     else:
         maps = _maps_tensor(maps_or_method, tuple(tensor.shape))
         chosen = TargetRequest(targets, len(tensor)).select(adapter.forward(tensor).cpu())

@@ -124,19 +124,20 @@ def optional(inner: Coercer) -> Coercer:
     return coerce
 
 
-def resolve_options(method: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, values coerced; unknown names and bad values raise ``InvalidOption``."""
+def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any], kind: str = "method") -> dict[str, Any]:
+    """Defaults filled in, values coerced; unknown names and bad values raise ``InvalidOption``
+    naming the ``kind`` ("method", "metric") and name of the ``owner``."""
     resolved = {name: option.default for name, option in declared.items()}
     for name, value in given.items():
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise InvalidOption(
-                f"method '{method}' has no option '{name}'{did_you_mean(name, declared)} (its options: {known})"
+                f"{kind} '{owner}' has no option '{name}'{did_you_mean(name, declared)} (its options: {known})"
             )
         try:
             resolved[name] = declared[name].coerce(value)
         except ValueError as error:
-            raise InvalidOption(f"option '{name}' of method '{method}' {error}; got {value!r}") from None
+            raise InvalidOption(f"option '{name}' of {kind} '{owner}' {error}; got {value!r}") from None
     return resolved
 
 

@@ -69,9 +69,7 @@ class SmoothGrad(Explainer):
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         base = base_explainer(options["base"])
         base_options = resolve_options(base.name, base.options, options["base_options"] or {})
-        for capability in base.requires:
-            if not adapter.supports(capability):
-                raise adapter._unsupported(capability, f"smoothgrad's base '{base.name}' requires it")
+        adapter.require(base.requires, f"smoothgrad's base '{base.name}'")
         generator = torch.Generator(device="cpu").manual_seed(options["seed"])
         draws = torch.randn((options["samples"], *inputs.shape[1:]), generator=generator).to(inputs.device)
         sigma = options["noise"] * (inputs.amax(dim=(1, 2, 3)) - inputs.amin(dim=(1, 2, 3)))
