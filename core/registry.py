@@ -257,60 +257,48 @@ def _capability_problem(value: object) -> str | None:
     return None
 
 
-def _validate_explainer(obj: object, plugin: str) -> str:
-    from .explainer import Explainer
+def _validate_declared(obj: object, plugin: str, base: type, kind: str, entry: str) -> str:
+    """What explainers and metrics share: a ``base`` subclass with a lowercase-identifier ``name``,
+    known ``requires``, its own ``entry`` method and ``options`` of ``vexplain.Option``; returns the name."""
     from .options import Option
 
-    if not (isinstance(obj, type) and issubclass(obj, Explainer)):
-        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.Explainer subclass")
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.{base.__name__} subclass")
     name = obj.name
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        label = "" if kind == "method" else f"{kind} "
         raise PluginError(
-            f"plugin '{plugin}' registered {obj.__name__} with name {name!r}; "
+            f"plugin '{plugin}' registered {label}{obj.__name__} with name {name!r}; "
             f"names are lowercase identifiers (letters, digits, underscores)"
         )
     problem = _capability_problem(obj.requires)
     if problem:
-        raise PluginError(f"method '{name}' from plugin '{plugin}': requires {problem}")
-    if obj.attribute is Explainer.attribute:
-        raise PluginError(f"method '{name}' from plugin '{plugin}' does not implement attribute()")
+        raise PluginError(f"{kind} '{name}' from plugin '{plugin}': requires {problem}")
+    if getattr(obj, entry) is getattr(base, entry):
+        raise PluginError(f"{kind} '{name}' from plugin '{plugin}' does not implement {entry}()")
     options = obj.options
     if not isinstance(options, Mapping) or not all(
         isinstance(k, str) and k.isidentifier() and isinstance(v, Option) for k, v in options.items()
     ):
-        raise PluginError(
-            f"method '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option"
-        )
+        raise PluginError(f"{kind} '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option")
     return name
+
+
+def _validate_explainer(obj: object, plugin: str) -> str:
+    from .explainer import Explainer
+
+    return _validate_declared(obj, plugin, Explainer, "method", "attribute")
 
 
 def _validate_metric(obj: object, plugin: str) -> str:
     from .metric import NEEDS, Metric
-    from .options import Option
 
-    if not (isinstance(obj, type) and issubclass(obj, Metric)):
-        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.Metric subclass")
-    name = obj.name
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise PluginError(
-            f"plugin '{plugin}' registered metric {obj.__name__} with name {name!r}; "
-            f"names are lowercase identifiers (letters, digits, underscores)"
-        )
-    problem = _capability_problem(obj.requires)
-    if problem:
-        raise PluginError(f"metric '{name}' from plugin '{plugin}': requires {problem}")
+    name = _validate_declared(obj, plugin, Metric, "metric", "evaluate")
     needs = obj.needs
     if isinstance(needs, (str, bytes)) or not isinstance(needs, (tuple, list)) or not set(needs) <= set(NEEDS):
         raise PluginError(f"metric '{name}' from plugin '{plugin}': needs must be a tuple of {', '.join(NEEDS)}; got {needs!r}")
-    if obj.evaluate is Metric.evaluate:
-        raise PluginError(f"metric '{name}' from plugin '{plugin}' does not implement evaluate()")
     if not isinstance(obj.headline, str) or not obj.headline or not isinstance(obj.higher_is_better, bool):
         raise PluginError(f"metric '{name}' from plugin '{plugin}': headline must name a value and higher_is_better be a bool")
-    options = obj.options
-    if not isinstance(options, Mapping) or not all(
-        isinstance(k, str) and k.isidentifier() and isinstance(v, Option) for k, v in options.items()
-    ):
-        raise PluginError(f"metric '{name}' from plugin '{plugin}': options must map identifiers to vexplain.Option")
     return name
 
 
