@@ -32,23 +32,6 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def box_masks(
-    tops: torch.Tensor, lefts: torch.Tensor, size: tuple[int, int], window: tuple[int, int], device: torch.device
-) -> torch.Tensor:
-    """Float masks ``(B, 1, H, W)``: 1 inside each ``window`` box at (top, left), 0 elsewhere."""
-    height, width = size
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
-    inside_rows = (rows[None, :] >= tops[:, None]) & (rows[None, :] < tops[:, None] + window[0])
-    inside_cols = (cols[None, :] >= lefts[:, None]) & (cols[None, :] < lefts[:, None] + window[1])
-    return (inside_rows[:, :, None] & inside_cols[:, None, :]).unsqueeze(1).to(torch.float32)
-
-
-def apply_masks(image: torch.Tensor, masks: torch.Tensor, baseline: float) -> torch.Tensor:
-    """``image`` ``(C, H, W)`` with each mask's region set to ``baseline``: a ``(B, C, H, W)`` batch."""
-    return image.unsqueeze(0) * (1 - masks) + baseline * masks
-
-
 def box_indices(tops: torch.Tensor, lefts: torch.Tensor, window: tuple[int, int], shape: tuple[int, int, int]) -> torch.Tensor:
     """Flat indices, into a contiguous ``(B, C, H, W)`` batch of ``shape`` ``(C, H, W)`` items, of
     every element inside each ``window`` box at (top, left) of item b (all channels); boxes lie
@@ -65,8 +48,8 @@ def box_indices(tops: torch.Tensor, lefts: torch.Tensor, window: tuple[int, int]
 
 def fill_boxes(image: torch.Tensor, boxes: torch.Tensor, baseline: float, out: torch.Tensor) -> torch.Tensor:
     """``out`` (contiguous ``(B, C, H, W)``) := ``image`` ``(C, H, W)`` with box b (``boxes`` from
-    ``box_indices``) set to ``baseline`` in item b: the values of ``apply_masks`` with the matching
-    ``box_masks``, written in place with one copy and one indexed fill (no full-size temporaries)."""
+    ``box_indices``) set to ``baseline`` in item b, written in place with one copy and one indexed
+    fill (no full-size temporaries)."""
     out.copy_(image.unsqueeze(0).expand_as(out))
     out.view(-1).index_fill_(0, boxes, baseline)
     return out
