@@ -6,28 +6,13 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import images, seeded_cnn
+from captum_fixtures import SIZE, model, top, x  # noqa: F401  (fixtures)
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients")
 
-SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def model():
-    return seeded_cnn(seed=0)
-
-
-@pytest.fixture(scope="module")
-def x():
-    return images(3, size=SIZE, seed=1)
-
-
-@pytest.fixture(scope="module")
-def top(model, x):
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).argmax(1)
 
 
 def test_model_is_not_degenerate(model, x, top):

@@ -8,31 +8,16 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import images, seeded_cnn
+from captum_fixtures import model, top, x  # noqa: F401  (fixtures)
 from vexplain.core.registry import REGISTRY
 from vexplain.plugins.smoothgrad import smooth
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients", "ignore:Setting backward hooks")
 
-SIZE = 32
 ATOL = 1e-6  # attributions here are O(1e-2); the differences measured are O(1e-9)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return seeded_cnn(seed=0)
-
-
-@pytest.fixture(scope="module")
-def x():
-    return images(3, size=SIZE, seed=1)
-
-
-@pytest.fixture(scope="module")
-def top(model, x):
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).argmax(1)
 
 
 def close(actual, reference, atol=ATOL):

@@ -53,7 +53,21 @@ def test_non_finite_numbers_are_refused():
         vx.explain(seeded_cnn(), images(1), method="scorecam", memory_mb=0)
 
 
-def test_ablationcam_with_a_callable_on_a_dict_output():
+class HeadA(nn.Module):
+    """TwoHeads' head "a" as a plain (N, K) output: the reference for a callable picking it."""
+
+    def __init__(self, inner: TwoHeads) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)["a"]
+
+
+def test_ablationcam_with_a_callable_on_a_dict_output_equals_the_plain_head():
+    torch.manual_seed(0)
     model = TwoHeads().eval()
     exp = vx.explain(model, images(2), method="ablationcam", targets=lambda out: out["a"][:, 1], layer="a")
-    assert np.isfinite(exp.maps).all() and exp.maps.shape == (2, 16, 16)
+    reference = vx.explain(HeadA(model), images(2), method="ablationcam", targets=1, layer="inner.a")
+    assert np.abs(reference.maps).max() > 0
+    np.testing.assert_allclose(exp.maps, reference.maps, rtol=1e-5, atol=1e-6)
