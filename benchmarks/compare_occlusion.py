@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import PeakMemory, environment, print_table, timed
-from benchmarks.models import demo_inputs, demo_model, resnet18_shaped, resnet_inputs, vgg_shaped
+from benchmarks.models import case_model
 
 TOLERANCE = 1e-4
 APPROXIMATE = {"drilldown": {"mode": "drilldown"}, "field_0.5": {"field_limit": 0.5}, "drilldown+field_0.5": {"mode": "drilldown", "field_limit": 0.5}}
@@ -57,20 +57,12 @@ def cases(quick: bool) -> list[dict]:
     ]
 
 
-def load(case: dict) -> tuple[torch.nn.Module, str, torch.Tensor]:
-    if case["name"] == "demo":
-        model, weights = demo_model()
-        return model, weights, demo_inputs(case["images"])
-    model = resnet18_shaped() if case["name"] == "resnet18" else vgg_shaped()
-    return model, "random (seeded)", resnet_inputs(case["images"], case["size"])
-
-
 def run_case(case: dict, repeats: int) -> dict:
     import vexplain as vx
     from captum.attr import Occlusion
     from vexplain.core.similarity import spearman, ssim
 
-    model, weights, inputs = load(case)
+    model, weights, inputs = case_model(case["name"], case["images"], case["size"], {})
     channels = inputs.shape[1]
     window, stride = case["window"], case["stride"]
     with torch.no_grad():

@@ -148,9 +148,11 @@ def demo_inputs(batch: int, seed: int = 7) -> torch.Tensor:
 
 def case_model(name: str, batch: int, size: int, cache: dict) -> tuple[torch.nn.Module, str, torch.Tensor]:
     """``(model, which weights, inputs)`` for a benchmark case: "demo" (the shipped model on demo
-    scenes) or "resnet18" (``resnet18_shaped`` on ``resnet_inputs``); models are kept in ``cache``."""
+    scenes), "resnet18" or "vgg" (``resnet18_shaped`` / ``vgg_shaped`` on ``resnet_inputs``);
+    models are kept in ``cache``."""
     if name not in cache:
-        cache[name] = demo_model() if name == "demo" else (resnet18_shaped(), "random (seeded)")
+        random_weights = {"resnet18": resnet18_shaped, "vgg": vgg_shaped}
+        cache[name] = demo_model() if name == "demo" else (random_weights[name](), "random (seeded)")
     model, weights = cache[name]
     inputs = demo_inputs(batch) if name == "demo" else resnet_inputs(batch, size)
     return model, weights, inputs
