@@ -127,13 +127,19 @@ class TorchAdapter(ModelAdapter):
             output = self.model(batch)
             return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
         except RuntimeError as error:
-            expected = self._first_conv_channels()
-            if expected is None or batch.dim() != 4 or batch.shape[1] == expected:
-                raise
-            raise InvalidInput(
-                f"inputs have {batch.shape[1]} channels but {self.describe()} takes {expected} (its first convolution); "
-                f"shape must be (N, {expected}, H, W), got (N, {', '.join(map(str, batch.shape[1:]))})"
-            ) from error
+            self._raise_if_wrong_channels(batch, error)
+            raise
+
+    def _raise_if_wrong_channels(self, batch: torch.Tensor, error: RuntimeError) -> None:
+        """After the model failed on ``batch``: ``InvalidInput`` when its channel count differs from
+        the first convolution's (the likely cause); otherwise nothing."""
+        expected = self._first_conv_channels()
+        if expected is None or batch.dim() != 4 or batch.shape[1] == expected:
+            return
+        raise InvalidInput(
+            f"inputs have {batch.shape[1]} channels but {self.describe()} takes {expected} (its first convolution); "
+            f"shape must be (N, {expected}, H, W), got (N, {', '.join(map(str, batch.shape[1:]))})"
+        ) from error
 
     def _first_conv_channels(self) -> int | None:
         for module in self.model.modules():
@@ -196,9 +202,8 @@ class TorchAdapter(ModelAdapter):
                     return incremental_box_scorers(
                         self.model, images.to(self.device), window, baseline, self._output_scores, lambda: eval_mode(self.model), field_limit
                     )
-                except RuntimeError:
-                    with torch.no_grad():
-                        self._call(images[:1].to(self.device))  # raises the clear InvalidInput for a wrong shape
+                except RuntimeError as error:
+                    self._raise_if_wrong_channels(images, error)
                     raise
         except NotIncremental as reason:
             fallbacks = super().box_scorers(images, window, baseline, "auto", field_limit)
