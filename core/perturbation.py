@@ -16,10 +16,11 @@ ACTIVATION_FACTOR = 32
 MAX_BATCH = 256
 
 
-def batch_size_for(input_shape: tuple[int, ...], memory_mb: float) -> int:
-    """How many perturbed ``(C, H, W)`` inputs fit in ``memory_mb`` with their activations (1 .. ``MAX_BATCH``)."""
+def batch_size_for(input_shape: tuple[int, ...], memory_mb: float, factor: int = ACTIVATION_FACTOR) -> int:
+    """How many perturbed ``(C, H, W)`` inputs fit in ``memory_mb`` when each keeps ``factor`` times
+    its bytes alive (activations; more for a backward pass), 1 .. ``MAX_BATCH``."""
     channels, height, width = input_shape[-3:]
-    per_item = channels * height * width * 4 * ACTIVATION_FACTOR
+    per_item = channels * height * width * 4 * factor
     return int(max(1, min(MAX_BATCH, (memory_mb * 2**20) // per_item)))
 
 

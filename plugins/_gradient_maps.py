@@ -12,13 +12,13 @@ import torch
 
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.options import Option, boolean, choice
+from vexplain.core.perturbation import batch_size_for
 from vexplain.core.targets import TargetRequest
 
-#: a forward + backward pass keeps about this many bytes of activations per input byte (rough bound)
+#: a forward + backward pass keeps about this many bytes of activations per input byte (rough
+#: bound); derived batches stop at 256 (``MAX_BATCH``): on 2 CPU cores a 64x64 CNN runs forward +
+#: backward about 2x faster per image in batches of 256 than of 64
 GRADIENT_MEMORY_FACTOR = 64
-#: upper bound of a derived batch: on 2 CPU cores a 64x64 CNN runs forward + backward about 2x
-#: faster per image in batches of 256 than of 64
-MAX_GRADIENT_BATCH = 256
 
 REDUCTIONS = {
     "max": lambda values: values.amax(dim=1),
@@ -41,11 +41,8 @@ def channel_map(values: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
 
 
 def gradient_batch_size(input_shape: tuple[int, ...], memory_mb: float) -> int:
-    """How many ``(C, H, W)`` inputs one forward + backward pass takes within ``memory_mb`` (1 .. ``MAX_GRADIENT_BATCH``)."""
-    per_item = 4 * GRADIENT_MEMORY_FACTOR
-    for size in input_shape[-3:]:
-        per_item *= size
-    return int(max(1, min(MAX_GRADIENT_BATCH, (memory_mb * 2**20) // per_item)))
+    """How many ``(C, H, W)`` inputs one forward + backward pass takes within ``memory_mb``."""
+    return batch_size_for(input_shape, memory_mb, factor=GRADIENT_MEMORY_FACTOR)
 
 
 def resolve_targets(adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest) -> tuple[torch.Tensor, torch.Tensor]:
