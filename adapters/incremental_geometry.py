@@ -3,9 +3,13 @@ how to read a region of a feature map that is "cached everywhere except a recomp
 
 Every tensor here is batched over B occlusion windows (one image). A changed region is a pair of
 half-open ranges per window, ``rows = (r0, r1)`` and ``cols = (c0, c1)``, each a ``(B,)`` long
-tensor. A *patch* is a rectangle of uniform size for all B windows, placed per window, holding the
-exact values of the feature map there for that window's occluded input; everything outside the
-patch equals the clean image's cached activation.
+tensor. Geometry (ranges, patch corners) always lives on the CPU: it depends only on where the
+windows are, so deciding sizes never waits for a GPU; only per-axis index rows are sent to the
+feature maps' device, where they are broadcast into full gather indices.
+
+A *patch* is a rectangle of uniform size for all B windows, placed per window, holding the exact
+values of the feature map there for that window's occluded input; everything outside the patch
+equals the clean image's cached activation.
 """
 from __future__ import annotations
 
@@ -69,6 +73,13 @@ def channels_last(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.contiguous(memory_format=torch.channels_last)
 
 
+def _on(device: torch.device, *rows: torch.Tensor) -> list[torch.Tensor]:
+    """CPU index rows (all one shape) on ``device``, sent in one copy."""
+    if device.type == "cpu":
+        return list(rows)
+    return list(torch.stack(rows).to(device, non_blocking=True).unbind(0))
+
+
 def _gather(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int, pad_value: float) -> torch.Tensor:
     """Regions of ``maps`` ``(M, C, H, W)`` (M = 1: shared by all windows; M = B: one per window)
     at per-window (``top``, ``left``): ``(B, C, height, width)``, channels-last, ``pad_value``
@@ -83,8 +94,8 @@ def _gather(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: i
         hwc = F.pad(hwc, (0, 0, pad_left, pad_right, pad_top, pad_bottom), value=pad_value)
     padded_w = hwc.shape[2]
     device = maps.device
-    rows = (top + pad_top)[:, None] + torch.arange(height, device=device)
-    cols = (left + pad_left)[:, None] + torch.arange(width, device=device)
+    (rows,) = _on(device, (top + pad_top)[:, None] + torch.arange(height))
+    (cols,) = _on(device, (left + pad_left)[:, None] + torch.arange(width))
     flat = (rows[:, :, None] * padded_w + cols[:, None, :]).reshape(len(top), -1)
     if count > 1:
         flat = flat + torch.arange(count, device=device)[:, None] * (hwc.shape[1] * padded_w)
@@ -127,17 +138,23 @@ def read_region(source: Patched, top: torch.Tensor, left: torch.Tensor, height: 
     padded_h, padded_w = hwc.shape[:2]
     # one table of pixel rows, the cached map's then every window's patch's, read by one index
     table = torch.cat([hwc.reshape(-1, channels), patch.permute(0, 2, 3, 1).reshape(-1, channels)])
-    rows = top[:, None] + torch.arange(height, device=device)
-    cols = left[:, None] + torch.arange(width, device=device)
-    from_cached = (rows + pad_top)[:, :, None] * padded_w + (cols + pad_left)[:, None, :]
+    rows = top[:, None] + torch.arange(height)
+    cols = left[:, None] + torch.arange(width)
     patch_rows, patch_cols = rows - source.top[:, None], cols - source.left[:, None]
-    inside = ((patch_rows >= 0) & (patch_rows < patch_h))[:, :, None] & ((patch_cols >= 0) & (patch_cols < patch_w))[:, None, :]
+    row_cached, row_patch, row_inside = _on(
+        device, rows + pad_top, patch_rows.clamp(0, patch_h - 1), ((patch_rows >= 0) & (patch_rows < patch_h)).long()
+    )
+    col_cached, col_patch, col_inside = _on(
+        device, cols + pad_left, patch_cols.clamp(0, patch_w - 1), ((patch_cols >= 0) & (patch_cols < patch_w)).long()
+    )
+    from_cached = row_cached[:, :, None] * padded_w + col_cached[:, None, :]
     from_patch = (
         padded_h * padded_w
         + torch.arange(batch, device=device)[:, None, None] * (patch_h * patch_w)
-        + patch_rows.clamp(0, patch_h - 1)[:, :, None] * patch_w
-        + patch_cols.clamp(0, patch_w - 1)[:, None, :]
+        + row_patch[:, :, None] * patch_w
+        + col_patch[:, None, :]
     )
+    inside = (row_inside[:, :, None] * col_inside[:, None, :]).bool()
     index = torch.where(inside, from_patch, from_cached).reshape(-1)
     return table.index_select(0, index).reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
@@ -146,5 +163,5 @@ def materialize(source: Patched) -> torch.Tensor:
     """The full ``(B, C, H, W)`` feature maps."""
     if covers_map(source):
         return source.patch
-    zeros = torch.zeros(source.batch, dtype=torch.long, device=source.cached.device)
+    zeros = torch.zeros(source.batch, dtype=torch.long)
     return read_region(source, zeros, zeros, source.cached.shape[1], source.cached.shape[2], 0.0)

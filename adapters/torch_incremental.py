@@ -241,7 +241,8 @@ def incremental_box_scorers(
     field_limit: float | None = None,
 ) -> list[BoxScorer]:
     """A ``BoxScorer`` per image of ``images`` ``(N, C, H, W)`` that runs ``model`` incrementally
-    (call it with the model in eval mode; ``eval_context`` re-enters eval mode for each batch).
+    (call it with the model in eval mode; ``eval_context`` re-enters eval mode, and whatever else
+    the clean pass ran under, for each batch).
     ``to_scores`` turns the model's raw output for ``count`` inputs into ``(count, K)`` scores."""
     engine = incremental_engine(model)
     passes, output = engine.clean_passes(images)
@@ -253,7 +254,7 @@ def incremental_box_scorers(
     def scorer(clean: CleanPass, base: torch.Tensor) -> BoxScorer:
         def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
             with eval_context():
-                output = engine.scores(clean, tops.to(images.device), lefts.to(images.device), window, baseline, field_limit)
+                output = engine.scores(clean, tops.cpu(), lefts.cpu(), window, baseline, field_limit)
             notes["incremental_work"] = round(clean.work_fraction() or 1.0, 4)
             return to_scores(output, len(tops))
 
