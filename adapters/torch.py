@@ -30,9 +30,11 @@ from vexplain.core.adapter import (
 )
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
+from .torch_precision import precision_error, reduced_precision
 
 
 #: default CAM layer per model, input shape and module structure (it does not depend on the weights)
@@ -182,34 +184,70 @@ class TorchAdapter(ModelAdapter):
         return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch")
 
     def box_scorers(
-        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None,
+        precision: str = "fp32",
     ) -> list[BoxScorer]:
         """``auto`` and ``incremental``: exact incremental occlusion (``torch_incremental``), which
         recomputes only what each box changes, after one batched clean forward of ``images``; a model
         it cannot trace falls back to batched full inference (``auto`` engine) and says why in the
-        notes. ``torch``/``onnx``: batched full inference."""
+        notes. ``torch``/``onnx``: batched full inference. ``precision`` "bf16"/"fp16" runs the
+        torch engines under autocast (approximate) and notes the largest change it makes to the
+        unoccluded scores as ``precision_error``."""
         if engine not in ("auto", "incremental", "torch", "onnx"):
             raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
-        if engine in ("torch", "onnx"):
-            return super().box_scorers(images, window, baseline, engine, field_limit)
+        if precision != "fp32" and engine == "onnx":
+            raise self._unsupported(f"precision '{precision}' with engine 'onnx'", "reduced precision runs in torch; use engine 'auto', 'incremental' or 'torch'")
+        if precision == "fp32":
+            return self._exact_box_scorers(images, window, baseline, engine, field_limit)
+        scorers = self._exact_box_scorers(images, window, baseline, engine, field_limit, precision)
+        error = precision_error(self.forward(images), torch.stack([scorer.base for scorer in scorers]))
+        for scorer in scorers:
+            scorer.notes.update(precision=precision, precision_error=error)
+        return scorers
+
+    def _exact_box_scorers(
+        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str, field_limit: float | None,
+        precision: str = "fp32",
+    ) -> list[BoxScorer]:
         from .torch_incremental import NotIncremental, incremental_box_scorers
+
+        def full_inference(engine: str) -> list[BoxScorer]:
+            if precision == "fp32":
+                return super(TorchAdapter, self).box_scorers(images, window, baseline, engine, field_limit)
+            scorer = Scorer(lambda batch: self._forward_in(precision, batch), "torch")
+            scorers = batched_box_scorers(scorer, images.to(self.device), window, baseline)
+            if field_limit is not None:
+                for box_scorer in scorers:
+                    box_scorer.notes["field_limit_ignored"] = "engine 'torch' computes full feature maps"
+            return scorers
+
+        if engine in ("torch", "onnx"):
+            return full_inference(engine)
+
+        def context() -> contextlib.AbstractContextManager:
+            stack = contextlib.ExitStack()
+            stack.enter_context(eval_mode(self.model))
+            stack.enter_context(reduced_precision(self.device, precision))
+            return stack
 
         try:
             if isinstance(self.model, torch.jit.ScriptModule):
                 raise NotIncremental("TorchScript modules cannot be traced")
-            with eval_mode(self.model):
+            with context():
                 try:
-                    return incremental_box_scorers(
-                        self.model, images.to(self.device), window, baseline, self._output_scores, lambda: eval_mode(self.model), field_limit
-                    )
+                    return incremental_box_scorers(self.model, images.to(self.device), window, baseline, self._output_scores, context, field_limit)
                 except RuntimeError as error:
                     self._raise_if_wrong_channels(images, error)
                     raise
         except NotIncremental as reason:
-            fallbacks = super().box_scorers(images, window, baseline, "auto", field_limit)
+            fallbacks = full_inference("auto" if precision == "fp32" else "torch")
             for fallback in fallbacks:
                 fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
             return fallbacks
+
+    def _forward_in(self, precision: str, batch: torch.Tensor) -> torch.Tensor:
+        with reduced_precision(self.device, precision):
+            return self.forward(batch, batch.shape[0])
 
     def _output_scores(self, output: Any, count: int) -> torch.Tensor:
         return self._scores(output if self._score_function is None else apply_score_function(self._score_function, output, count))

@@ -117,13 +117,19 @@ class ModelAdapter(ABC):
         return Scorer(lambda batch: self.forward(batch), self.backend)
 
     def box_scorers(
-        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None
+        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None,
+        precision: str = "fp32",
     ) -> list[BoxScorer]:
         """Occlusion's forward passes, a ``BoxScorer`` per image of ``images`` ``(N, C, H, W)``: by
         default the boxed images are built as batches and run by one ``scorer(engine)``; backends
         may compute less (incrementally). ``field_limit`` asks an incremental engine to cut changed
-        regions (approximate); engines that compute full maps ignore it and say so in the notes."""
+        regions (approximate); engines that compute full maps ignore it and say so in the notes.
+        ``precision`` "bf16"/"fp16" (approximate) is for backends that can lower it; this one
+        computes in the model's own precision and refuses them."""
         from .perturbation import batched_box_scorers
+
+        if precision != "fp32":
+            raise self._unsupported(f"precision '{precision}'", "reduced precision runs PyTorch models only; use precision='fp32'")
 
         scorers = batched_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline)
         if field_limit is not None:

@@ -12,7 +12,7 @@ from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, choice, int_pair, integer, number, optional
-from vexplain.core.perturbation import batch_size_for, box_sums, window_starts
+from vexplain.core.perturbation import batch_size_for, box_sums, default_memory_mb, window_starts
 from vexplain.core.progress import progress_counter
 from vexplain.core.targets import TargetRequest
 
@@ -28,7 +28,8 @@ class Occlusion(Explainer):
 
     Defaults: ``window`` = min(H, W) // 8 (at least 1) square, ``stride`` = window // 2 (at least
     1), ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
-    ``memory_mb`` = 1024, ``engine`` = "auto". Windows run every ``stride`` pixels plus one flush
+    ``memory_mb`` (default 1024 on the CPU; on a GPU a quarter of its free memory, at most 16 GB),
+    ``engine`` = "auto", ``precision`` = "fp32". Windows run every ``stride`` pixels plus one flush
     with the far edge when the stride does not reach it, so every pixel is covered; where (H − h)
     and (W − w) are multiples of the stride this equals Captum's ``Occlusion`` with window
     (C, h, w) and strides (C, sh, sw).
@@ -45,8 +46,10 @@ class Occlusion(Explainer):
     not evaluated is interpolated bilinearly from the coarse windows. It pays at strides well below
     the window (on the demo set at window 8, stride 1: SSIM ≥ 0.94 per image against the exact map,
     see benchmarks/README.md). ``field_limit`` (approximate, incremental engine) cuts each layer's
-    recomputed region to that fraction of its map. ``exp.options["approximate"]`` is True when
-    either is used.
+    recomputed region to that fraction of its map. ``precision`` "bf16" or "fp16" (approximate,
+    PyTorch models, engines ``incremental`` and ``torch``) runs convolutions in that type under
+    autocast; ``exp.options["precision_error"]`` is the largest change it makes to any unoccluded
+    score. ``exp.options["approximate"]`` is True when any of these is used.
     """
 
     name = "occlusion"
@@ -58,12 +61,13 @@ class Occlusion(Explainer):
         "stride": Option(None, optional(int_pair()), "step k or (sh, sw); default window // 2"),
         "baseline": Option(0.0, number(), "value written into the occluded window (in preprocessed units)"),
         "batch_size": Option(None, optional(integer(1)), "occluded images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        "memory_mb": Option(None, optional(number(above=0)), "memory budget from which batch_size is derived; default 1024 (CPU) or 1/4 of free GPU memory"),
         "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
         "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
         "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass; default twice stride"),
         "top_fraction": Option(0.1, number(), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
         "field_limit": Option(None, optional(number()), "approximate: cut each layer's changed region to this fraction of its map (incremental engine)"),
+        "precision": Option("fp32", choice("fp32", "bf16", "fp16"), "approximate below fp32: convolutions in bf16/fp16 (PyTorch models)"),
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
@@ -75,8 +79,9 @@ class Occlusion(Explainer):
         for name in ("top_fraction", "field_limit"):
             if options[name] is not None and not 0 < options[name] <= 1:
                 raise InvalidOption(f"occlusion {name} must be in (0, 1], got {options[name]}")
-        batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), options["memory_mb"])
         device = inputs.device
+        memory_mb = options["memory_mb"] or default_memory_mb(adapter.device)
+        batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), memory_mb, device=adapter.device)
         fine = _grid(height, width, window, stride, device)
         drilldown = options["mode"] == "drilldown"
         coarse_stride = options["coarse_stride"] or (2 * stride[0], 2 * stride[1])
@@ -84,16 +89,19 @@ class Occlusion(Explainer):
 
         fine_tops, fine_lefts = fine["tops"], fine["lefts"]
         known = _known(coarse, fine) if drilldown else None
-        scores, chosen, evaluated = [], [], []
+        scores, chosen, evaluated, precision_errors = [], [], [], []
         drops = torch.zeros((len(inputs), len(fine_tops)), device=device)
         per_image = len(coarse["tops"]) + math.ceil(options["top_fraction"] * len(fine_tops)) if drilldown else len(fine_tops)
         with progress_counter(len(inputs) * per_image, "occlusion", unit="window") as bar:
             for first in range(0, len(inputs), IMAGES_PER_CLEAN_PASS):  # each scorer holds its image's activations
                 chunk = inputs[first : first + IMAGES_PER_CLEAN_PASS]
-                chunk_scorers = adapter.box_scorers(chunk, window, options["baseline"], options["engine"], options["field_limit"])
+                chunk_scorers = adapter.box_scorers(
+                    chunk, window, options["baseline"], options["engine"], options["field_limit"], options["precision"]
+                )
                 for n, scorer in enumerate(chunk_scorers, start=first):
                     if n == 0:
                         call_notes = dict(scorer.notes)  # as the call found things (e.g. whether an export was cached)
+                    precision_errors.append(scorer.notes.get("precision_error", 0.0))
                     scores.append(scorer.base.to(device))
                     chosen.append(targets.select(scores[-1][None], n)[0])
                     drop_of = functools.partial(_drops, scorer, int(chosen[-1]), batch_size, bar)
@@ -117,8 +125,10 @@ class Occlusion(Explainer):
             "mode": options["mode"],
             **scorer.notes,
             **call_notes,
-            "approximate": drilldown or "field_limit" in scorer.notes,
+            "approximate": drilldown or "field_limit" in scorer.notes or options["precision"] != "fp32",
         }
+        if options["precision"] != "fp32":
+            notes["precision_error"] = max(precision_errors)
         if drilldown:
             notes.update(coarse_stride=coarse_stride, windows_evaluated=evaluated)
         return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)

@@ -10,6 +10,7 @@ from torch import nn
 import vexplain as vx
 from vexplain.adapters.torch_incremental import IncrementalOcclusion, NotIncremental, incremental_engine
 
+from incremental_models import ARCHITECTURES, BranchNet, ResidualNet, architecture, seeded
 from models import LinearNet, hook_counts, images, seeded_cnn, snapshot, assert_untouched
 
 ATOL = 1e-4
@@ -31,77 +32,10 @@ def test_hand_computed_conv_relu_mean_model():
     assert exp.options["engine"] == "incremental" and exp.options["incremental_layers"] >= 3
 
 
-class ResidualNet(nn.Module):
-    """Stride-2 stem with max pooling, a residual block with a strided 1x1 shortcut, in-place ReLUs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
-        self.conv1 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
-        self.shortcut = nn.Conv2d(8, 16, 1, stride=2)
-        self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(16, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.conv2(out) + self.shortcut(x)
-        out = self.relu(out)
-        return self.fc(torch.flatten(self.pool(out), 1))
-
-
-class BranchNet(nn.Module):
-    """Inception-style concatenation, dilation, groups, average pooling, functional activations,
-    arithmetic with numbers, and a mean over (H, W) as the global pool."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(3, 6, 3, padding=1)
-        self.b = nn.Conv2d(3, 6, 3, padding=2, dilation=2)
-        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=3)
-        self.avg = nn.AvgPool2d(2, 2)
-        self.act = nn.LeakyReLU(0.1)
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([torch.relu(self.a(x)), nn.functional.silu(self.b(x))], dim=1)
-        x = self.act(self.grouped(x)) * 0.5 + 1.0
-        x = self.avg(x)
-        return self.fc(x.mean(dim=(2, 3)))
-
-
-class VggHead(nn.Module):
-    """A flatten + linear head on the spatial map (no global pooling): full maps are rebuilt there."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.Tanh())
-        self.fc = nn.Linear(4 * 8 * 8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.features(x), 1))
-
-
-def _seeded(cls: type, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = cls()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
-
-ARCHITECTURES = {"residual": ResidualNet, "branches": BranchNet, "vgg_head": VggHead, "small_cnn": None}
-
-
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("window, stride", [((4, 4), (2, 2)), ((5, 3), (3, 1)), ((16, 16), (1, 1))])
 def test_incremental_equals_batched_full_inference(name, window, stride):
-    model = seeded_cnn(seed=3) if ARCHITECTURES[name] is None else _seeded(ARCHITECTURES[name])
+    model = architecture(name)
     x = images(2, 3, 16, seed=7)
     before = snapshot(model)
     exp = vx.explain(model, x, method="occlusion", window=window, stride=stride, baseline=0.3, engine="incremental")
@@ -164,7 +98,7 @@ def test_engine_sees_weight_edits_and_module_swaps():
 
 
 def test_train_mode_model_is_explained_in_eval_mode_and_restored():
-    model = _seeded(ResidualNet).train()
+    model = seeded(ResidualNet).train()
     x = images(2, 3, 16, seed=5)
     exp = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="incremental")
     assert model.training and all(m.training for m in model.modules())
@@ -173,7 +107,7 @@ def test_train_mode_model_is_explained_in_eval_mode_and_restored():
 
 
 def test_callable_targets_work_incrementally():
-    model = _seeded(BranchNet)
+    model = seeded(BranchNet)
     x = images(2, 3, 16, seed=3)
     score = lambda out: out[:, 0] - out[:, 2]  # noqa: E731
     exp = vx.explain(model, x, method="occlusion", targets=score, window=4, stride=4)
@@ -184,7 +118,7 @@ def test_callable_targets_work_incrementally():
 
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 16])
 def test_batch_size_does_not_change_incremental_maps(batch_size):
-    model = _seeded(ResidualNet)
+    model = seeded(ResidualNet)
     x = images(3, 3, 16, seed=9)
     reference = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch")
     exp = vx.explain(model, x, method="occlusion", window=4, stride=2, batch_size=batch_size, engine="incremental")
