@@ -14,14 +14,29 @@ ACTIVATION_FACTOR = 32
 #: run 1.7x (ONNX Runtime) to 2x (torch) faster per image than batches of 64; large images are
 #: bounded by the memory budget long before this (3x224x224: 55 at 1024 MB)
 MAX_BATCH = 256
+#: the same bound on a GPU, where kernel launches, not arithmetic, limit small batches
+GPU_MAX_BATCH = 1024
+#: the budget on a GPU when none is given: this fraction of its free memory, at most GPU_MAX_MB
+GPU_FREE_FRACTION, GPU_MAX_MB = 0.25, 16384
 
 
-def batch_size_for(input_shape: tuple[int, ...], memory_mb: float, factor: int = ACTIVATION_FACTOR) -> int:
+def batch_size_for(input_shape: tuple[int, ...], memory_mb: float, factor: int = ACTIVATION_FACTOR, device: torch.device | None = None) -> int:
     """How many perturbed ``(C, H, W)`` inputs fit in ``memory_mb`` when each keeps ``factor`` times
-    its bytes alive (activations; more for a backward pass), 1 .. ``MAX_BATCH``."""
+    its bytes alive (activations; more for a backward pass), 1 .. ``MAX_BATCH`` (``GPU_MAX_BATCH``
+    when ``device`` is a GPU)."""
     channels, height, width = input_shape[-3:]
     per_item = channels * height * width * 4 * factor
-    return int(max(1, min(MAX_BATCH, (memory_mb * 2**20) // per_item)))
+    cap = GPU_MAX_BATCH if device is not None and device.type == "cuda" else MAX_BATCH
+    return int(max(1, min(cap, (memory_mb * 2**20) // per_item)))
+
+
+def default_memory_mb(device: torch.device) -> float:
+    """The memory budget when none is given: 1024 MB on the CPU; on a GPU a quarter of its free
+    memory, at most 16 GB."""
+    if device.type != "cuda":
+        return 1024.0
+    free, _ = torch.cuda.mem_get_info(device)
+    return min(GPU_MAX_MB, GPU_FREE_FRACTION * free / 2**20)
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
