@@ -146,12 +146,21 @@ def demo_inputs(batch: int, seed: int = 7) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def resnet50_torchvision(seed: int = 0) -> nn.Module:
+    """torchvision's ResNet-50 with random (seeded) weights, in eval mode: the model of the issue's
+    GPU reference points. Only where torchvision imports (not beside torch 2.13 on PyPI)."""
+    from torchvision.models import resnet50
+
+    torch.manual_seed(seed)
+    return resnet50(weights=None).eval()
+
+
 def case_model(name: str, batch: int, size: int, cache: dict) -> tuple[torch.nn.Module, str, torch.Tensor]:
     """``(model, which weights, inputs)`` for a benchmark case: "demo" (the shipped model on demo
-    scenes), "resnet18" or "vgg" (``resnet18_shaped`` / ``vgg_shaped`` on ``resnet_inputs``);
-    models are kept in ``cache``."""
+    scenes), "resnet18", "vgg" or "resnet50" (``resnet18_shaped`` / ``vgg_shaped`` /
+    ``resnet50_torchvision`` on ``resnet_inputs``); models are kept in ``cache``."""
     if name not in cache:
-        random_weights = {"resnet18": resnet18_shaped, "vgg": vgg_shaped}
+        random_weights = {"resnet18": resnet18_shaped, "vgg": vgg_shaped, "resnet50": resnet50_torchvision}
         cache[name] = demo_model() if name == "demo" else (random_weights[name](), "random (seeded)")
     model, weights = cache[name]
     inputs = demo_inputs(batch) if name == "demo" else resnet_inputs(batch, size)
