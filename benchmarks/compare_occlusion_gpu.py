@@ -52,15 +52,19 @@ QUICK = ("incremental", "torch", "incremental_fp16")
 EXACT = ("incremental", "torch")
 
 
-def cases(quick: bool) -> list[dict]:
+def cases(quick: bool, models: tuple[str, ...] = ("resnet50", "resnet18", "vgg", "demo")) -> list[dict]:
+    """The goal case (stride 4) of each model first, so a run cut short keeps what matters most."""
     if quick:
         return [dict(name="demo", images=2, size=64, window=8, stride=4), dict(name="resnet18", images=1, size=112, window=16, stride=16)]
-    models = ["resnet50"] if _has_torchvision() else []
-    listed = [dict(name="demo", images=8, size=64, window=8, stride=4)]
-    for name in models + ["resnet18"]:
-        for stride in (8, 4):
-            listed += [dict(name=name, images=n, size=224, window=16, stride=stride) for n in (1, 8)]
-    listed += [dict(name="vgg", images=1, size=224, window=16, stride=stride) for stride in (8, 4)]
+    listed = []
+    for name in models:
+        if name == "resnet50" and not _has_torchvision():
+            continue
+        if name == "demo":
+            listed.append(dict(name="demo", images=8, size=64, window=8, stride=4))
+            continue
+        for stride in (4, 8):
+            listed += [dict(name=name, images=n, size=224, window=16, stride=stride) for n in ((1,) if name == "vgg" else (1, 8))]
     return listed
 
 
@@ -154,6 +158,7 @@ def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device
             "ssim_per_image": [ssim(maps[i], exact_map[i]) for i in range(len(inputs))],
             "precision_error": last[name].options["precision_error"],
         }
+    tf32_off = _without_tf32(lambda: (contenders["incremental"]().maps, contenders[best_captum]()[:, 0].numpy())) if len(inputs) == 1 else None
     return {
         "case": label,
         "model": case["name"],
@@ -171,19 +176,31 @@ def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device
         "ratios": {name: best[best_captum] / best[name] for name in names},
         "max_abs_diff_vs_captum": {name: float(np.abs(last[name].maps - reference).max()) for name in EXACT},
         "max_abs_reference": float(np.abs(reference).max()),
+        "max_abs_diff_vs_captum_tf32_off": None if tf32_off is None else float(np.abs(tf32_off[0] - tf32_off[1]).max()),
         "reduced_precision": reduced,
     }
+
+
+def _without_tf32(fn):
+    """``fn()`` with TF32 off for convolutions and matrix products (true float32), then restored."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return fn()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def print_results(results: list[dict], repeats: int) -> None:
     print(f"\nseconds (best of {repeats}); ratio = Captum best / contender")
     names = list(results[0]["ratios"])
-    headers = ["case", "windows", "captum best", *names, "max|diff| exact", "max|map|"]
+    headers = ["case", "windows", "captum best", *names, "max|diff| exact", "same, TF32 off", "max|map|"]
     rows = []
     for r in results:
         s, q = r["seconds"], r["ratios"]
         rows.append([r["case"], r["windows_per_image"] * r["images"], f"{s[r['captum_best']]:.3f}s ({r['captum_best'][7:]})",
                      *[f"{s[n]:.3f}s {q[n]:.1f}x" for n in names], f"{max(r['max_abs_diff_vs_captum'].values()):.1e}",
+                     "-" if r["max_abs_diff_vs_captum_tf32_off"] is None else f"{r['max_abs_diff_vs_captum_tf32_off']:.1e}",
                      f"{r['max_abs_reference']:.1e}"])
     print_table(headers, rows)
     print("\nreduced precision vs the float32 incremental map: max|diff|, SSIM min over images, precision_error")
@@ -214,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds after the warm-up (default 2)")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="start no new case after this many seconds")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path (after every case)")
+    parser.add_argument("--models", default="resnet50,resnet18,vgg,demo", help="comma-separated, in this order")
     parser.add_argument("--device", default="cuda", help="torch device (default cuda; 'cpu' only checks the script)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -227,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     models: dict = {}
     captum_choice: dict = {}
     throughput = {}
-    for case in cases(args.quick):
+    planned = cases(args.quick, tuple(args.models.split(",")))
+    for case in planned:
         if time.perf_counter() - started > args.budget_s:
             print(f"budget of {args.budget_s:.0f} s spent: skipping {case}", flush=True)
             continue
@@ -246,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "forward_images_per_s": throughput, "results": results}, indent=2))
     if results:
         print_results(results, args.repeats)
-    return 0 if len(results) == len(cases(args.quick)) else 1
+    return 0 if len(results) == len(planned) else 1
 
 
 if __name__ == "__main__":

@@ -32,10 +32,12 @@ def batch_size_for(input_shape: tuple[int, ...], memory_mb: float, factor: int =
 
 def default_memory_mb(device: torch.device) -> float:
     """The memory budget when none is given: 1024 MB on the CPU; on a GPU a quarter of its free
-    memory, at most 16 GB."""
+    memory, at most 16 GB. Free counts what PyTorch's caching allocator holds but does not use:
+    the driver reports it as taken, and after a few large calls that is most of the GPU."""
     if device.type != "cuda":
         return 1024.0
     free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return min(GPU_MAX_MB, GPU_FREE_FRACTION * free / 2**20)
 
 
