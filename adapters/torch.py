@@ -34,6 +34,7 @@ from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
+from .torch_incremental import GPU_MIN_PIXELS, incremental_pays
 from .torch_precision import precision_error, reduced_precision
 
 
@@ -190,22 +191,31 @@ class TorchAdapter(ModelAdapter):
         """``auto`` and ``incremental``: exact incremental occlusion (``torch_incremental``), which
         recomputes only what each box changes, after one batched clean forward of ``images``; a model
         it cannot trace falls back to batched full inference (``auto`` engine) and says why in the
-        notes. ``torch``/``onnx``: batched full inference. ``precision`` "bf16"/"fp16" runs the
+        notes. ``auto`` on a GPU runs small images by batched full inference (``incremental_pays``)
+        unless ``field_limit`` asks for the incremental engine. ``torch``/``onnx``: batched full inference. ``precision`` "bf16"/"fp16" runs the
         torch engines under autocast (approximate) and notes the largest change it makes to the
         unoccluded scores as ``precision_error``."""
         if engine not in ("auto", "incremental", "torch", "onnx"):
             raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
         if precision != "fp32" and engine == "onnx":
             raise self._unsupported(f"precision '{precision}' with engine 'onnx'", "reduced precision runs in torch; use engine 'auto', 'incremental' or 'torch'")
+        if engine == "auto" and field_limit is None and not incremental_pays(self.device, tuple(images.shape[2:])):
+            engine = "torch"
+            reason = f"on a GPU, images under {GPU_MIN_PIXELS} pixels run faster by batched full inference"
+        else:
+            reason = None
+        scorers = self._engine_box_scorers(images, window, baseline, engine, field_limit, precision)
+        if reason:
+            for scorer in scorers:
+                scorer.notes["engine_reason"] = reason
         if precision == "fp32":
-            return self._exact_box_scorers(images, window, baseline, engine, field_limit)
-        scorers = self._exact_box_scorers(images, window, baseline, engine, field_limit, precision)
+            return scorers
         error = precision_error(self.forward(images), torch.stack([scorer.base for scorer in scorers]))
         for scorer in scorers:
             scorer.notes.update(precision=precision, precision_error=error)
         return scorers
 
-    def _exact_box_scorers(
+    def _engine_box_scorers(
         self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str, field_limit: float | None,
         precision: str = "fp32",
     ) -> list[BoxScorer]:

@@ -124,8 +124,9 @@ def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device
                                            baselines=0, target=targets, perturbations_per_eval=ppe).cpu()
         return run
 
-    key = (case["name"], stride)
-    ppes = [captum_choice[key]] if key in captum_choice else list(CAPTUM_PPE)
+    key = (case["name"], stride, len(inputs))
+    # Captum runs images x perturbations_per_eval at once: scale its batch to the image count
+    ppes = [captum_choice[key]] if key in captum_choice else [max(1, p // len(inputs)) for p in CAPTUM_PPE]
     contenders = {name: vexplain(VEXPLAIN[name]) for name in names}
     contenders.update({f"captum_ppe_{p}": captum(p) for p in ppes})
     label = f"{case['name']} {len(inputs)}x{case['size']}² window {window} stride {stride}"
@@ -208,7 +209,8 @@ def print_results(results: list[dict], repeats: int) -> None:
             for r in results for name, a in r["reduced_precision"].items()]
     print_table(["case", "contender", "max|diff|", "SSIM min", "precision_error"], rows)
     print("\npeak GPU MB above the start of each call")
-    print_table(["case", *results[0]["peak_gpu_mb"].keys()], [[r["case"], *[f"{v:.0f}" for v in r["peak_gpu_mb"].values()]] for r in results])
+    for r in results:
+        print(r["case"] + ": " + ", ".join(f"{name} {mb:.0f}" for name, mb in r["peak_gpu_mb"].items()))
 
 
 def environment(device: torch.device) -> dict:
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds after the warm-up (default 2)")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="start no new case after this many seconds")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path (after every case)")
+    parser.add_argument("--images", type=int, help="only the cases with this many images")
     parser.add_argument("--models", default="resnet50,resnet18,vgg,demo", help="comma-separated, in this order")
     parser.add_argument("--device", default="cuda", help="torch device (default cuda; 'cpu' only checks the script)")
     args = parser.parse_args(argv)
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     models: dict = {}
     captum_choice: dict = {}
     throughput = {}
-    planned = cases(args.quick, tuple(args.models.split(",")))
+    planned = [c for c in cases(args.quick, tuple(args.models.split(","))) if args.images in (None, c["images"])]
     for case in planned:
         if time.perf_counter() - started > args.budget_s:
             print(f"budget of {args.budget_s:.0f} s spent: skipping {case}", flush=True)

@@ -2,11 +2,11 @@
 # GPU checks in one go, for a leased GPU machine without network: install vexplain (and the
 # wheels in .whl/, e.g. captum) offline, run the CUDA tests, then the GPU occlusion benchmark.
 # Logs and JSON go to $OUT (default ./gpu-out). Usage: bash benchmarks/gpu_checks.sh [BENCH_BUDGET_S]
-# Environment: TESTS (test files), MODELS and REPEATS (passed to compare_occlusion_gpu.py).
+# Environment: TESTS (test files; empty: none), MODELS, REPEATS and IMAGES (compare_occlusion_gpu.py).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 BUDGET=${1:-200}
-TESTS=${TESTS:-tests/test_cuda.py tests/test_model_safety.py tests/test_occlusion_incremental.py tests/test_occlusion_precision.py}
+TESTS=${TESTS-tests/test_cuda.py tests/test_model_safety.py tests/test_occlusion_incremental.py tests/test_occlusion_precision.py}
 MODELS=${MODELS:-resnet50,resnet18,vgg,demo}
 REPEATS=${REPEATS:-3}
 mkdir -p "$OUT"
@@ -19,6 +19,6 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, captum; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'captum', captum.__version__)" | tee -a "$OUT/gpu.txt"
 # CUDA tests (TF32 off in tests/conftest.py), and the occlusion and safety suites on this machine
-timeout 150 python3 -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tee "$OUT/gpu-tests.log"
-timeout $((BUDGET + 120)) python3 benchmarks/compare_occlusion_gpu.py --repeats "$REPEATS" --budget-s "$BUDGET" --models "$MODELS" \
+[ -n "$TESTS" ] && timeout 150 python3 -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tee "$OUT/gpu-tests.log"
+timeout $((BUDGET + 120)) python3 benchmarks/compare_occlusion_gpu.py --repeats "$REPEATS" --budget-s "$BUDGET" --models "$MODELS" ${IMAGES:+--images "$IMAGES"} \
   --json "$OUT/occlusion-gpu.json" 2>&1 | tee "$OUT/gpu-bench.log"

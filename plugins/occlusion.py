@@ -37,8 +37,9 @@ class Occlusion(Explainer):
     Engines (all exact): ``incremental`` recomputes, for each window, only the part of each feature
     map the window can change (PyTorch models built from common layers; others fall back to batched
     full inference and say why in ``exp.options["engine_fallback"]``); ``onnx`` and ``torch`` run
-    batched full inference. ``auto`` picks ``incremental`` for PyTorch models and the backend's own
-    batched engine otherwise. The engine used is ``exp.options["engine"]``.
+    batched full inference. ``auto`` picks ``incremental`` for PyTorch models (on a GPU only for
+    images of at least 128×128, where it pays) and the backend's own batched engine otherwise. The
+    engine used is ``exp.options["engine"]``.
 
     ``mode="drilldown"`` is approximate (Krypton's adaptive drill-down): windows every
     ``coarse_stride`` (default: twice ``stride``) everywhere, then every ``stride`` only where the

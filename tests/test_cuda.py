@@ -24,7 +24,7 @@ def test_incremental_on_cuda_equals_full_inference_and_the_cpu(name):
     on_cpu = vx.explain(model, x, method="occlusion", window=(5, 3), stride=(3, 1), baseline=0.3)
     gpu_model = architecture(name).cuda()
     before = snapshot(gpu_model)
-    incremental = vx.explain(gpu_model, x, method="occlusion", window=(5, 3), stride=(3, 1), baseline=0.3)
+    incremental = vx.explain(gpu_model, x, method="occlusion", window=(5, 3), stride=(3, 1), baseline=0.3, engine="incremental")
     full = vx.explain(gpu_model, x, method="occlusion", window=(5, 3), stride=(3, 1), baseline=0.3, engine="torch")
     assert incremental.options["engine"] == "incremental" and "engine_fallback" not in incremental.options
     np.testing.assert_allclose(incremental.maps, full.maps, rtol=0, atol=ATOL)
@@ -38,7 +38,7 @@ def test_batch_size_does_not_change_cuda_maps(batch_size):
     model = architecture("residual").cuda()
     x = images(3, 3, 16, seed=9)
     reference = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch", batch_size=16)
-    exp = vx.explain(model, x, method="occlusion", window=4, stride=2, batch_size=batch_size)
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=2, batch_size=batch_size, engine="incremental")
     np.testing.assert_allclose(exp.maps, reference.maps, rtol=0, atol=ATOL)
 
 
@@ -47,7 +47,7 @@ def test_cuda_occlusion_agrees_with_captum():
 
     model = architecture("residual").cuda()
     x = images(2, 3, 16, seed=3)
-    exp = vx.explain(model, x, method="occlusion", window=4, stride=4)
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=4, engine="incremental")
     inputs = torch.from_numpy(x).cuda()
     reference = Occlusion(model).attribute(inputs, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4), baselines=0,
                                            target=torch.from_numpy(exp.targets).cuda())
@@ -80,7 +80,17 @@ def test_reduced_precision_on_cuda_reports_its_error(precision):
     model = architecture("residual").cuda()
     x = images(2, 3, 16, seed=7)
     exact = vx.explain(model, x, method="occlusion", window=4, stride=2)
-    reduced = vx.explain(model, x, method="occlusion", window=4, stride=2, precision=precision)
+    reduced = vx.explain(model, x, method="occlusion", window=4, stride=2, precision=precision, engine="incremental")
     assert reduced.options["engine"] == "incremental" and reduced.options["approximate"] is True
     assert 0 < reduced.options["precision_error"] < 0.05
     assert np.abs(reduced.maps - exact.maps).max() <= 4 * reduced.options["precision_error"]
+
+
+def test_auto_runs_small_images_by_full_inference_and_large_ones_incrementally():
+    model = architecture("residual").cuda()
+    small = vx.explain(model, images(1, 3, 16), method="occlusion", window=4, stride=4)
+    assert small.options["engine"] == "torch" and "batched full inference" in small.options["engine_reason"]
+    large = vx.explain(model, images(1, 3, 128), method="occlusion", window=32, stride=32)
+    assert large.options["engine"] == "incremental" and "engine_reason" not in large.options
+    limited = vx.explain(model, images(1, 3, 16), method="occlusion", window=4, stride=4, field_limit=0.5)
+    assert limited.options["engine"] == "incremental"

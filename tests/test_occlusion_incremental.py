@@ -56,6 +56,14 @@ def test_auto_picks_incremental_for_torch_models_and_batched_inference_for_onnx(
     assert vx.explain(onnx_bytes(model, (3, 16, 16)), x, method="occlusion", window=4).options["engine"] == "onnx"
 
 
+def test_auto_prefers_incremental_except_for_small_images_on_a_gpu():
+    from vexplain.adapters.torch_incremental import GPU_MIN_PIXELS, incremental_pays
+
+    assert incremental_pays(torch.device("cpu"), (8, 8))
+    assert not incremental_pays(torch.device("cuda"), (64, 64)) and GPU_MIN_PIXELS > 64 * 64
+    assert incremental_pays(torch.device("cuda"), (224, 224))
+
+
 class Branchy(nn.Module):
     """Data-dependent control flow: torch.fx cannot trace it."""
 
