@@ -64,6 +64,20 @@ def test_auto_prefers_incremental_except_for_small_images_on_a_gpu():
     assert incremental_pays(torch.device("cuda"), (224, 224))
 
 
+def test_auto_without_a_paying_incremental_engine_runs_full_inference_and_says_why(monkeypatch):
+    import vexplain.adapters.torch as torch_adapter
+
+    monkeypatch.setattr(torch_adapter, "incremental_pays", lambda device, size: False)
+    model = seeded(ResidualNet)
+    x = images(2, 3, 16, seed=5)
+    exp = vx.explain(model, x, method="occlusion", window=4, stride=2)
+    assert exp.options["engine"] == "torch" and "batched full inference" in exp.options["engine_reason"]
+    np.testing.assert_allclose(exp.maps, vx.explain(model, x, method="occlusion", window=4, stride=2, engine="incremental").maps, atol=ATOL)
+    reduced = vx.explain(model, x, method="occlusion", window=4, stride=2, precision="fp16")
+    assert reduced.options["engine"] == "torch" and reduced.options["precision"] == "fp16"
+    assert vx.explain(model, x, method="occlusion", window=4, stride=2, field_limit=0.5).options["engine"] == "incremental"
+
+
 class Branchy(nn.Module):
     """Data-dependent control flow: torch.fx cannot trace it."""
 
