@@ -29,11 +29,11 @@ GPU_MIN_PIXELS = 128 * 128
 
 def incremental_pays(device: torch.device, size: tuple[int, int]) -> bool:
     """Whether ``engine="auto"`` should pick incremental occlusion for images of ``size`` (H, W) on
-    ``device``: always on the CPU; on a GPU only from ``GPU_MIN_PIXELS`` on, since each layer's
-    patch step launches a few small kernels, which costs more than it saves on small images
+    ``device``: always on the CPU; on an accelerator only from ``GPU_MIN_PIXELS`` on, since each
+    layer's patch step launches a few small kernels, which costs more than it saves on small images
     (one H100: the 64² demo CNN, 8 images, 0.049 s incremental vs 0.019 s batched; 224² ResNet-50,
-    ResNet-18 and VGG shapes: incremental 1.5–2.5× faster; benchmarks/README.md)."""
-    return device.type != "cuda" or size[0] * size[1] >= GPU_MIN_PIXELS
+    ResNet-18 and VGG shapes: incremental 1.3–1.9× faster than batched; benchmarks/README.md)."""
+    return device.type == "cpu" or size[0] * size[1] >= GPU_MIN_PIXELS
 
 
 class NotIncremental(Exception):
@@ -267,7 +267,7 @@ def incremental_box_scorers(
     def scorer(clean: CleanPass, base: torch.Tensor) -> BoxScorer:
         def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
             with eval_context():
-                output = engine.scores(clean, tops.cpu(), lefts.cpu(), window, baseline, field_limit)
+                output = engine.scores(clean, tops, lefts, window, baseline, field_limit)
             notes["incremental_work"] = round(clean.work_fraction() or 1.0, 4)
             return to_scores(output, len(tops))
 

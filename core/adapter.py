@@ -56,13 +56,28 @@ class Scorer:
 @dataclass
 class BoxScorer:
     """Scores of one image whose boxes (all one size) are set to a value, many boxes per call:
-    ``run(tops, lefts) -> (B, K)``; ``base`` is the unoccluded image's ``(K,)`` scores from the same
-    engine. ``engine`` names what computes them; ``notes`` go into ``exp.options``."""
+    ``run(tops, lefts) -> (B, K)`` with ``tops``/``lefts`` long tensors on the CPU (window positions
+    are known there, so no engine has to wait for a GPU to learn them) and the scores on the
+    adapter's device; ``base`` is the unoccluded image's ``(K,)`` scores from the same engine. ``engine`` names what computes them; ``notes`` go into ``exp.options``."""
 
     run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     base: torch.Tensor
     engine: str
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+def full_inference_box_scorers(
+    scorer: Scorer, images: torch.Tensor, window: tuple[int, int], baseline: float, field_limit: float | None
+) -> list[BoxScorer]:
+    """Box scorers that build the boxed images as batches and run all of them through ``scorer``
+    (batched full inference); a ``field_limit`` is noted as ignored, since full maps are computed."""
+    from .perturbation import batched_box_scorers
+
+    scorers = batched_box_scorers(scorer, images, window, baseline)
+    if field_limit is not None:
+        for box_scorer in scorers:
+            box_scorer.notes["field_limit_ignored"] = f"engine '{box_scorer.engine}' computes full feature maps"
+    return scorers
 
 
 class ModelAdapter(ABC):
@@ -126,16 +141,9 @@ class ModelAdapter(ABC):
         regions (approximate); engines that compute full maps ignore it and say so in the notes.
         ``precision`` "bf16"/"fp16" (approximate) is for backends that can lower it; this one
         computes in the model's own precision and refuses them."""
-        from .perturbation import batched_box_scorers
-
         if precision != "fp32":
             raise self._unsupported(f"precision '{precision}'", "reduced precision runs PyTorch models only; use precision='fp32'")
-
-        scorers = batched_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline)
-        if field_limit is not None:
-            for scorer in scorers:
-                scorer.notes["field_limit_ignored"] = f"engine '{scorer.engine}' computes full feature maps"
-        return scorers
+        return full_inference_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline, field_limit)
 
     def gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
         """d(y_t)/d(x) for each input, ``(N, C, H, W)``, in batches of ``batch_size`` (default: the adapter's)."""

@@ -86,7 +86,8 @@ def batched_box_scorers(scorer: "Scorer", images: torch.Tensor, window: tuple[in
         def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
             if not buffers or len(buffers[0]) < len(tops):
                 buffers[:] = [torch.empty((len(tops), *shape), dtype=image.dtype, device=image.device)]
-            boxes = box_indices(tops, lefts, window, shape)
+            device = image.device
+            boxes = box_indices(tops.to(device, non_blocking=True), lefts.to(device, non_blocking=True), window, shape)
             return scorer.run(fill_boxes(image, boxes, baseline, out=buffers[0][: len(tops)])).to(image.device)
 
         return run

@@ -107,20 +107,22 @@ class Occlusion(Explainer):
                     chosen.append(targets.select(scores[-1][None], n)[0])
                     drop_of = functools.partial(_drops, scorer, int(chosen[-1]), batch_size, bar)
                     if not drilldown:
-                        drops[n] = drop_of(fine_tops, fine_lefts)
+                        drops[n] = drop_of(fine["cpu_tops"], fine["cpu_lefts"])
                         evaluated.append(len(fine_tops))
                         continue
-                    coarse_drops = drop_of(coarse["tops"], coarse["lefts"])
+                    coarse_drops = drop_of(coarse["cpu_tops"], coarse["cpu_lefts"])
                     coarse_map = box_sums(coarse_drops[None], coarse["tops"], coarse["lefts"], (height, width), window)[0] / coarse["coverage"]
                     drops[n] = interpolate_grid(coarse_drops, coarse, fine)
                     selected = drilldown_selection(coarse_map, fine, window, options["top_fraction"], known=known)
-                    drops[n, selected] = drop_of(fine_tops[selected], fine_lefts[selected])
+                    on_cpu = selected.cpu()
+                    drops[n, selected] = drop_of(fine["cpu_tops"][on_cpu], fine["cpu_lefts"][on_cpu])
                     evaluated.append(len(coarse["tops"]) + len(selected))
         maps = box_sums(drops, fine_tops, fine_lefts, (height, width), window) / fine["coverage"]
         notes = {
             "window": window,
             "stride": stride,
             "batch_size": batch_size,
+            "memory_mb": memory_mb,
             "engine": scorer.engine,
             "windows": len(fine_tops),
             "mode": options["mode"],
@@ -136,21 +138,24 @@ class Occlusion(Explainer):
 
 
 def _drops(scorer: BoxScorer, target: int, batch_size: int, bar: Any, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
-    """y_t(x) − y_t(x with each box set to the baseline), ``batch_size`` boxes per call."""
+    """y_t(x) − y_t(x with each box set to the baseline), ``batch_size`` boxes (``tops``/``lefts``
+    on the CPU) per call, on the scores' device."""
     parts = []
     for start in range(0, len(tops), batch_size):
         parts.append(scorer.base[target] - scorer.run(tops[start : start + batch_size], lefts[start : start + batch_size])[:, target])
         bar.update(len(parts[-1]))
-    return torch.cat(parts).to(tops.device)
+    return torch.cat(parts)
 
 
 def _grid(height: int, width: int, window: tuple[int, int], stride: tuple[int, int], device: torch.device) -> dict[str, Any]:
+    """Window corners every ``stride`` (plus the flush ones) on ``device`` and, for the box scorers,
+    on the CPU; and how many windows cover each pixel."""
     rows, cols = window_starts(height, window[0], stride[0]), window_starts(width, window[1], stride[1])
-    tops, lefts = torch.meshgrid(torch.tensor(rows, device=device), torch.tensor(cols, device=device), indexing="ij")
-    tops, lefts = tops.reshape(-1), lefts.reshape(-1)
+    cpu_tops, cpu_lefts = (corner.reshape(-1) for corner in torch.meshgrid(torch.tensor(rows), torch.tensor(cols), indexing="ij"))
+    tops, lefts = cpu_tops.to(device), cpu_lefts.to(device)
     ones = torch.ones((1, len(tops)), device=device)
     coverage = box_sums(ones, tops, lefts, (height, width), window)[0]
-    return {"rows": rows, "cols": cols, "tops": tops, "lefts": lefts, "coverage": coverage}
+    return {"rows": rows, "cols": cols, "tops": tops, "lefts": lefts, "cpu_tops": cpu_tops, "cpu_lefts": cpu_lefts, "coverage": coverage}
 
 
 def _known(coarse: dict[str, Any], fine: dict[str, Any]) -> torch.Tensor:
