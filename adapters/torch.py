@@ -27,15 +27,15 @@ from vexplain.core.adapter import (
     GradientResult,
     ModelAdapter,
     Scorer,
+    full_inference_box_scorers,
 )
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
-from .torch_incremental import GPU_MIN_PIXELS, incremental_pays
-from .torch_precision import precision_error, reduced_precision
+from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
+from .torch_precision import precision_error, reduced_precision, true_float32
 
 
 #: default CAM layer per model, input shape and module structure (it does not depend on the weights)
@@ -192,16 +192,17 @@ class TorchAdapter(ModelAdapter):
         recomputes only what each box changes, after one batched clean forward of ``images``; a model
         it cannot trace falls back to batched full inference (``auto`` engine) and says why in the
         notes. ``auto`` on a GPU runs small images by batched full inference (``incremental_pays``)
-        unless ``field_limit`` asks for the incremental engine. ``torch``/``onnx``: batched full inference. ``precision`` "bf16"/"fp16" runs the
-        torch engines under autocast (approximate) and notes the largest change it makes to the
-        unoccluded scores as ``precision_error``."""
+        unless ``field_limit`` asks for the incremental engine. ``torch``/``onnx``: batched full
+        inference. ``precision`` "bf16"/"fp16" runs the torch engines under autocast (approximate)
+        and notes the largest change it makes to the unoccluded scores, against true float32 (TF32
+        off), as ``precision_error``."""
         if engine not in ("auto", "incremental", "torch", "onnx"):
             raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
         if precision != "fp32" and engine == "onnx":
             raise self._unsupported(f"precision '{precision}' with engine 'onnx'", "reduced precision runs in torch; use engine 'auto', 'incremental' or 'torch'")
         if engine == "auto" and field_limit is None and not incremental_pays(self.device, tuple(images.shape[2:])):
             engine = "torch"
-            reason = f"on a GPU, images under {GPU_MIN_PIXELS} pixels run faster by batched full inference"
+            reason = f"on {self.device.type}, images under {GPU_MIN_PIXELS} pixels run faster by batched full inference"
         else:
             reason = None
         scorers = self._engine_box_scorers(images, window, baseline, engine, field_limit, precision)
@@ -210,7 +211,9 @@ class TorchAdapter(ModelAdapter):
                 scorer.notes["engine_reason"] = reason
         if precision == "fp32":
             return scorers
-        error = precision_error(self.forward(images), torch.stack([scorer.base for scorer in scorers]))
+        with true_float32():
+            exact = self.forward(images)
+        error = precision_error(exact, torch.stack([scorer.base for scorer in scorers]))
         for scorer in scorers:
             scorer.notes.update(precision=precision, precision_error=error)
         return scorers
@@ -219,26 +222,19 @@ class TorchAdapter(ModelAdapter):
         self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str, field_limit: float | None,
         precision: str = "fp32",
     ) -> list[BoxScorer]:
-        from .torch_incremental import NotIncremental, incremental_box_scorers
-
         def full_inference(engine: str) -> list[BoxScorer]:
             if precision == "fp32":
                 return super(TorchAdapter, self).box_scorers(images, window, baseline, engine, field_limit)
-            scorer = Scorer(lambda batch: self._forward_in(precision, batch), "torch")
-            scorers = batched_box_scorers(scorer, images.to(self.device), window, baseline)
-            if field_limit is not None:
-                for box_scorer in scorers:
-                    box_scorer.notes["field_limit_ignored"] = "engine 'torch' computes full feature maps"
-            return scorers
+            scorer = Scorer(lambda batch: self._forward_in(precision, batch), "torch", {"engine_reason": "reduced precision runs in torch"})
+            return full_inference_box_scorers(scorer, images.to(self.device), window, baseline, field_limit)
 
         if engine in ("torch", "onnx"):
             return full_inference(engine)
 
-        def context() -> contextlib.AbstractContextManager:
-            stack = contextlib.ExitStack()
-            stack.enter_context(eval_mode(self.model))
-            stack.enter_context(reduced_precision(self.device, precision))
-            return stack
+        @contextlib.contextmanager
+        def context() -> Iterator[None]:
+            with eval_mode(self.model), reduced_precision(self.device, precision):
+                yield
 
         try:
             if isinstance(self.model, torch.jit.ScriptModule):

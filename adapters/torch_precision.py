@@ -1,8 +1,11 @@
 """Reduced precision for PyTorch forward passes (opt-in, approximate): bf16 or fp16 autocast.
 
-Convolutions and matrix products run in the reduced type (on an H100 or a CPU with AMX they run
-several times faster); reductions and the returned scores stay float32. The error this causes is
-measured, not assumed: :func:`precision_error` compares the unoccluded scores with float32 ones.
+Convolutions and matrix products run in the reduced type, so the model's output comes out in it
+(the adapter widens scores to float32 afterwards); autocast keeps reductions such as sums in
+float32. Whether this is faster depends on where the time goes: on one H100 it made batched full
+inference of a ResNet-50 up to 1.5× faster, the launch-bound incremental engine at most 1.2×
+(benchmarks/README.md). The error is measured, not assumed: :func:`precision_error` compares the
+unoccluded scores with true float32 ones (:func:`true_float32`).
 """
 from __future__ import annotations
 
@@ -29,3 +32,15 @@ def reduced_precision(device: torch.device, precision: str) -> Iterator[None]:
 def precision_error(exact: torch.Tensor, reduced: torch.Tensor) -> float:
     """max |float32 score − reduced-precision score| over the unoccluded images and classes."""
     return float((exact.float() - reduced.float()).abs().max())
+
+
+@contextlib.contextmanager
+def true_float32() -> Iterator[None]:
+    """TF32 off inside the block (convolutions and matrix products in full float32 on GPUs that
+    would otherwise round their inputs to 10-bit mantissas); the previous flags restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
