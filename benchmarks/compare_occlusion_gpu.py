@@ -9,8 +9,8 @@ shapes of ``benchmarks/models.py`` at 224², window 16, strides 8 and 4, 1 and 8
 and the demo model. Contenders, on the same inputs and targets, each warmed up once and then
 timed ``--repeats`` rounds, interleaved (best kept; the GPU is synchronised around every call):
 
-* Captum ``Occlusion`` at ``perturbations_per_eval`` 256 and 1024 (picked on the 1-image case of
-  each model and stride, reused for 8 images);
+* Captum ``Occlusion`` at 256 and 1024 occluded images per forward pass (its
+  ``perturbations_per_eval`` is that divided by the image count), the faster kept;
 * exact: ``engine="incremental"`` and ``engine="torch"`` (batched full inference), float32;
 * approximate: ``precision="bf16"`` and ``"fp16"`` on the incremental engine, ``"fp16"`` on torch.
 
@@ -100,7 +100,7 @@ def forward_throughput(model: torch.nn.Module, size: int, device: torch.device, 
     return batch * rounds / seconds
 
 
-def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device: torch.device, names: tuple[str, ...]) -> dict:
+def run_case(case: dict, repeats: int, models: dict, device: torch.device, names: tuple[str, ...]) -> dict:
     import vexplain as vx
     from captum.attr import Occlusion
     from vexplain.core.similarity import ssim
@@ -124,9 +124,7 @@ def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device
                                            baselines=0, target=targets, perturbations_per_eval=ppe).cpu()
         return run
 
-    key = (case["name"], stride, len(inputs))
-    # Captum runs images x perturbations_per_eval at once: scale its batch to the image count
-    ppes = [captum_choice[key]] if key in captum_choice else [max(1, p // len(inputs)) for p in CAPTUM_PPE]
+    ppes = [max(1, p // len(inputs)) for p in CAPTUM_PPE]  # Captum runs images × perturbations_per_eval at once
     contenders = {name: vexplain(VEXPLAIN[name]) for name in names}
     contenders.update({f"captum_ppe_{p}": captum(p) for p in ppes})
     label = f"{case['name']} {len(inputs)}x{case['size']}² window {window} stride {stride}"
@@ -146,7 +144,6 @@ def run_case(case: dict, repeats: int, models: dict, captum_choice: dict, device
     best = {name: min(t) for name, t in times.items()}
     captum_names = [n for n in contenders if n.startswith("captum")]
     best_captum = min(captum_names, key=best.get)
-    captum_choice.setdefault(key, int(best_captum.rsplit("_", 1)[1]))
     reference = last[best_captum][:, 0].numpy()
     exact_map = last["incremental"].maps
     reduced = {}
@@ -246,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: list[dict] = []
     models: dict = {}
-    captum_choice: dict = {}
     throughput = {}
     planned = [c for c in cases(args.quick, tuple(args.models.split(","))) if args.images in (None, c["images"])]
     for case in planned:
@@ -255,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         names = QUICK if args.quick else tuple(VEXPLAIN)
         try:
-            results.append(run_case(case, args.repeats, models, captum_choice, device, names))
+            results.append(run_case(case, args.repeats, models, device, names))
         except Exception:  # one broken case must not cost the rest of a leased GPU's time
             traceback.print_exc()
             continue

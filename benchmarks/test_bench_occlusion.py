@@ -66,3 +66,17 @@ def test_captum_occlusion(benchmark, demo, demo_batches, occlusion_stride, pertu
     expected = vx.explain(model, inputs, method="occlusion", targets=[int(t) for t in targets],
                           window=OCCLUSION_WINDOW, stride=occlusion_stride).maps
     assert np.abs(attribution[:, 0].numpy() - expected).max() <= 1e-4
+
+
+def test_gpu_benchmark_script_runs_its_quick_cases_on_the_cpu(tmp_path):
+    """The GPU script is run on leased machines only; a CPU smoke run keeps it from rotting."""
+    import json
+
+    from benchmarks.compare_occlusion_gpu import QUICK, main
+
+    out = tmp_path / "gpu.json"
+    assert main(["--device", "cpu", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["model"] for r in results] == ["demo", "resnet18"]
+    for result in results:
+        assert set(result["ratios"]) == set(QUICK) and max(result["max_abs_diff_vs_captum"].values()) <= 1e-4

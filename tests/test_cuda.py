@@ -68,6 +68,22 @@ def test_incremental_scores_never_synchronise_with_the_gpu():
         torch.cuda.set_sync_debug_mode("default")
 
 
+def test_box_scorers_never_synchronise_with_the_gpu_per_batch():
+    from vexplain.core.api import adapt
+
+    adapter = adapt(architecture("residual").cuda())
+    image = torch.from_numpy(images(1, 3, 16, seed=2)).cuda()
+    (scorer,) = adapter.box_scorers(image, (4, 4), 0.0, "incremental")
+    tops, lefts = torch.tensor([0, 4, 8, 12]), torch.tensor([12, 8, 4, 0])  # as occlusion passes them: on the CPU
+    scorer.run(tops, lefts)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        scorer.run(tops, lefts)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_gpu_batches_come_from_free_memory():
     exp = vx.explain(architecture("small_cnn").cuda(), images(1, 3, 16), method="occlusion", window=2, stride=1)
     assert exp.options["batch_size"] == 1024  # a quarter of free memory holds more: the GPU cap (the CPU's is 256)
