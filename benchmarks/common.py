@@ -109,3 +109,45 @@ def _fmt(value: Any) -> str:
             return f"{value:.3f}"
         return f"{value:.2e}"
     return str(value)
+
+
+def case_record(label: str, case: dict, weights: str, images: int, explanation: Any) -> dict[str, Any]:
+    """The fields every occlusion benchmark result starts with: what ran, on what, how many windows."""
+    return {
+        "case": label,
+        "model": case["name"],
+        "weights": weights,
+        "images": images,
+        "window": case["window"],
+        "stride": case["stride"],
+        "windows_per_image": explanation.options["windows"],
+    }
+
+
+def interleaved_rounds(
+    contenders: dict[str, Callable[[], Any]], repeats: int, measure: Callable[[Callable[[], Any]], tuple[float, float, Any]]
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, Any]]:
+    """Every contender once per round, ``repeats`` rounds, so a load change hits all alike.
+    ``measure(fn)`` gives ``(seconds, peak MB, result)``. Returns the times of each contender, its
+    largest peak, and its last result."""
+    import gc
+
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    memory: dict[str, float] = {}
+    last: dict[str, Any] = {}
+    width = max(len(name) for name in contenders)
+    for round_ in range(repeats):
+        for name, fn in contenders.items():
+            seconds, peak, last[name] = measure(fn)
+            times[name].append(seconds)
+            memory[name] = max(memory.get(name, 0.0), peak)
+            print(f"round {round_ + 1}/{repeats} {name:{width}s}: {seconds:8.4f} s  peak +{peak:8.1f} MB", flush=True)
+            gc.collect()
+    return times, memory, last
+
+
+def timed_with_peak_memory(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """``(seconds, peak resident MB above the start, result)`` of one call."""
+    with PeakMemory() as peak:
+        seconds, result = timed(fn)
+    return seconds, peak.megabytes, result

@@ -22,7 +22,6 @@ approximate modes the SSIM and Spearman correlation of each image's map against 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import PeakMemory, environment, print_table, timed
+from benchmarks.common import case_record, environment, interleaved_rounds, print_table, timed, timed_with_peak_memory
 from benchmarks.models import case_model
 
 TOLERANCE = 1e-4
@@ -90,17 +89,7 @@ def run_case(case: dict, repeats: int) -> dict:
     first_onnx_s, _ = timed(contenders["onnx"])  # export + session, so the timed rounds are warm
     label = f"{case['name']} {len(inputs)}x{case['size']}² window {window} stride {stride}"
     print(f"\n== {label} (weights {weights}); first ONNX call incl. export {first_onnx_s:.2f} s", flush=True)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    memory: dict[str, float] = {}
-    last: dict[str, object] = {}
-    for round_ in range(repeats):
-        for name, fn in contenders.items():
-            with PeakMemory() as peak:
-                seconds, last[name] = timed(fn)
-            times[name].append(seconds)
-            memory[name] = max(memory.get(name, 0.0), peak.megabytes)
-            print(f"round {round_ + 1}/{repeats} {name:22s}: {seconds:8.3f} s  peak +{peak.megabytes:7.1f} MB", flush=True)
-            gc.collect()
+    times, memory, last = interleaved_rounds(contenders, repeats, timed_with_peak_memory)
 
     best = {name: min(t) for name, t in times.items()}
     captum_names = [n for n in contenders if n.startswith("captum")]
@@ -118,13 +107,7 @@ def run_case(case: dict, repeats: int) -> dict:
             "windows_evaluated": last[name].options.get("windows_evaluated"),
         }
     return {
-        "case": label,
-        "model": case["name"],
-        "weights": weights,
-        "images": len(inputs),
-        "window": window,
-        "stride": stride,
-        "windows_per_image": last["incremental"].options["windows"],
+        **case_record(label, case, weights, len(inputs), last["incremental"]),
         "seconds": best,
         "all_seconds": times,
         "peak_mb": memory,

@@ -23,7 +23,6 @@ float32 incremental map with ``exp.options["precision_error"]``. TF32 stays at P
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -36,7 +35,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import print_table
+from benchmarks.common import case_record, interleaved_rounds, print_table
 from benchmarks.models import case_model
 
 CAPTUM_PPE = (256, 1024)
@@ -103,6 +102,7 @@ def forward_throughput(model: torch.nn.Module, size: int, device: torch.device, 
 def run_case(case: dict, repeats: int, models: dict, device: torch.device, names: tuple[str, ...]) -> dict:
     import vexplain as vx
     from captum.attr import Occlusion
+    from vexplain.adapters.torch_precision import true_float32
     from vexplain.core.similarity import ssim
 
     model, weights, inputs = case_model(case["name"], case["images"], case["size"], models)
@@ -131,16 +131,7 @@ def run_case(case: dict, repeats: int, models: dict, device: torch.device, names
     print(f"\n== {label} (weights {weights})", flush=True)
     for name, fn in contenders.items():  # warm-up: tracing, cuDNN algorithm choice, allocator
         fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    memory: dict[str, float] = {}
-    last: dict[str, object] = {}
-    for round_ in range(repeats):
-        for name, fn in contenders.items():
-            seconds, peak, last[name] = _timed(fn, device)
-            times[name].append(seconds)
-            memory[name] = max(memory.get(name, 0.0), peak)
-            print(f"round {round_ + 1}/{repeats} {name:18s}: {seconds:8.4f} s  peak GPU +{peak:8.1f} MB", flush=True)
-            gc.collect()
+    times, memory, last = interleaved_rounds(contenders, repeats, lambda fn: _timed(fn, device))
     best = {name: min(t) for name, t in times.items()}
     captum_names = [n for n in contenders if n.startswith("captum")]
     best_captum = min(captum_names, key=best.get)
@@ -156,15 +147,12 @@ def run_case(case: dict, repeats: int, models: dict, device: torch.device, names
             "ssim_per_image": [ssim(maps[i], exact_map[i]) for i in range(len(inputs))],
             "precision_error": last[name].options["precision_error"],
         }
-    tf32_off = _without_tf32(lambda: (contenders["incremental"]().maps, contenders[best_captum]()[:, 0].numpy())) if len(inputs) == 1 else None
+    tf32_off = None
+    if len(inputs) == 1:
+        with true_float32():
+            tf32_off = contenders["incremental"]().maps, contenders[best_captum]()[:, 0].numpy()
     return {
-        "case": label,
-        "model": case["name"],
-        "weights": weights,
-        "images": len(inputs),
-        "window": window,
-        "stride": stride,
-        "windows_per_image": last["incremental"].options["windows"],
+        **case_record(label, case, weights, len(inputs), last["incremental"]),
         "batch_size": last["incremental"].options["batch_size"],
         "incremental_work": last["incremental"].options.get("incremental_work"),
         "seconds": best,
@@ -177,16 +165,6 @@ def run_case(case: dict, repeats: int, models: dict, device: torch.device, names
         "max_abs_diff_vs_captum_tf32_off": None if tf32_off is None else float(np.abs(tf32_off[0] - tf32_off[1]).max()),
         "reduced_precision": reduced,
     }
-
-
-def _without_tf32(fn):
-    """``fn()`` with TF32 off for convolutions and matrix products (true float32), then restored."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        return fn()
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def print_results(results: list[dict], repeats: int) -> None:
