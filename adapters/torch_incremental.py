@@ -197,13 +197,7 @@ def _full(value: Any) -> Any:
 
 
 def _materialized(value: Any) -> Any:
-    if isinstance(value, Patched):
-        return materialize(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_materialized(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _materialized(v) for k, v in value.items()}
-    return value
+    return fx.node.map_aggregate(value, _full)
 
 
 def _patched_sources(node: fx.Node, args: tuple) -> list[Patched]:
@@ -225,7 +219,9 @@ def _rule_takes(node: fx.Node, args: tuple, kwargs: dict) -> bool:
     return len(args) == 1 and isinstance(args[0], Patched) and not kwargs
 
 
-_ENGINES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, IncrementalOcclusion | NotIncremental]]" = weakref.WeakKeyDictionary()
+#: per model: (module structure, its engine or why it has none); a reason is kept as text, since an
+#: exception's traceback would hold the model and the weak key would never die
+_ENGINES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, IncrementalOcclusion | str]]" = weakref.WeakKeyDictionary()
 
 
 def incremental_engine(model: torch.nn.Module) -> IncrementalOcclusion:
@@ -235,12 +231,12 @@ def incremental_engine(model: torch.nn.Module) -> IncrementalOcclusion:
     cached = _ENGINES.get(model)
     if cached is None or cached[0] != structure:
         try:
-            engine: IncrementalOcclusion | NotIncremental = IncrementalOcclusion(model)
+            engine: IncrementalOcclusion | str = IncrementalOcclusion(model)
         except NotIncremental as error:
-            engine = error
+            engine = str(error)
         _ENGINES[model] = cached = (structure, engine)
-    if isinstance(cached[1], NotIncremental):
-        raise cached[1]
+    if isinstance(cached[1], str):
+        raise NotIncremental(cached[1])
     return cached[1]
 
 
@@ -278,10 +274,8 @@ def incremental_box_scorers(
 
 def _row(value: Any, index: int, count: int) -> Any:
     """Row ``index`` (kept as a batch of one) of every batched tensor in ``value``."""
-    if isinstance(value, torch.Tensor):
-        return value[index : index + 1] if value.dim() >= 1 and len(value) == count else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_row(v, index, count) for v in value)
-    if isinstance(value, dict):
-        return {k: _row(v, index, count) for k, v in value.items()}
-    return value
+    def one(item: Any) -> Any:
+        batched = isinstance(item, torch.Tensor) and item.dim() >= 1 and len(item) == count
+        return item[index : index + 1] if batched else item
+
+    return fx.node.map_aggregate(value, one)

@@ -103,6 +103,18 @@ def test_models_it_cannot_reason_about_fall_back_and_say_why(model, reason):
         IncrementalOcclusion(model)
 
 
+def test_a_model_that_cannot_be_traced_is_not_kept_alive_by_the_engine_cache():
+    import gc
+    import weakref
+
+    model = Branchy().eval()
+    alive = weakref.ref(model)
+    vx.explain(model, images(1, 3, 4), method="occlusion", window=2, stride=1, engine="incremental")
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_engine_sees_weight_edits_and_module_swaps():
     model = seeded_cnn(seed=4)
     x = images(1, 3, 16, seed=2)
