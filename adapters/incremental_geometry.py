@@ -80,18 +80,26 @@ def _on(device: torch.device, *rows: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.stack(rows).to(device, non_blocking=True).unbind(0))
 
 
+def _padded_hwc(
+    hwc: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int, pad_value: float
+) -> tuple[torch.Tensor, int, int]:
+    """``hwc`` (``(..., H, W, C)``) padded with ``pad_value`` just enough for every region at
+    (``top``, ``left``) of ``height`` × ``width`` to lie inside, with the top and left pads."""
+    map_h, map_w = hwc.shape[-3:-1]
+    pad_top, pad_left = max(0, -int(top.min())), max(0, -int(left.min()))
+    pad_bottom = max(0, int(top.max()) + height - map_h)
+    pad_right = max(0, int(left.max()) + width - map_w)
+    if pad_top or pad_bottom or pad_left or pad_right:
+        hwc = F.pad(hwc, (0, 0, pad_left, pad_right, pad_top, pad_bottom), value=pad_value)
+    return hwc, pad_top, pad_left
+
+
 def _gather(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int, pad_value: float) -> torch.Tensor:
     """Regions of ``maps`` ``(M, C, H, W)`` (M = 1: shared by all windows; M = B: one per window)
     at per-window (``top``, ``left``): ``(B, C, height, width)``, channels-last, ``pad_value``
     outside the map."""
-    count, channels, map_h, map_w = maps.shape
-    pad_top = max(0, -int(top.min()))
-    pad_bottom = max(0, int(top.max()) + height - map_h)
-    pad_left = max(0, -int(left.min()))
-    pad_right = max(0, int(left.max()) + width - map_w)
-    hwc = maps.permute(0, 2, 3, 1)
-    if pad_top or pad_bottom or pad_left or pad_right:
-        hwc = F.pad(hwc, (0, 0, pad_left, pad_right, pad_top, pad_bottom), value=pad_value)
+    count, channels = maps.shape[:2]
+    hwc, pad_top, pad_left = _padded_hwc(maps.permute(0, 2, 3, 1), top, left, height, width, pad_value)
     padded_w = hwc.shape[2]
     device = maps.device
     (rows,) = _on(device, (top + pad_top)[:, None] + torch.arange(height))
@@ -118,23 +126,13 @@ def read_region(source: Patched, top: torch.Tensor, left: torch.Tensor, height: 
     patch values inside the patch, cached values elsewhere, ``pad_value`` outside the map."""
     patch = source.patch
     if covers_map(source):
-        first_top, first_left = int(top[0]), int(left[0])
-        map_h, map_w = patch.shape[2:]
-        if bool((top == first_top).all()) and bool((left == first_left).all()) and first_top <= 0 and first_left <= 0 \
-                and first_top + height >= map_h and first_left + width >= map_w:
-            pads = (0, 0, -first_left, first_left + width - map_w, -first_top, first_top + height - map_h)
-            return F.pad(patch.permute(0, 2, 3, 1), pads, value=pad_value).permute(0, 3, 1, 2)
+        if (height, width) == tuple(patch.shape[2:]) and not bool(top.any()) and not bool(left.any()):
+            return patch  # the whole map of every window (a merge of full maps)
         return _gather(patch, top, left, height, width, pad_value)
-    cached = source.cached
-    channels, map_h, map_w = cached.shape
+    channels = source.cached.shape[0]
     batch, _, patch_h, patch_w = patch.shape
     device = patch.device
-    pad_top, pad_left = max(0, -int(top.min())), max(0, -int(left.min()))
-    pad_bottom = max(0, int(top.max()) + height - map_h)
-    pad_right = max(0, int(left.max()) + width - map_w)
-    hwc = cached.permute(1, 2, 0)
-    if pad_top or pad_bottom or pad_left or pad_right:
-        hwc = F.pad(hwc, (0, 0, pad_left, pad_right, pad_top, pad_bottom), value=pad_value)
+    hwc, pad_top, pad_left = _padded_hwc(source.cached.permute(1, 2, 0), top, left, height, width, pad_value)
     padded_h, padded_w = hwc.shape[:2]
     # one table of pixel rows, the cached map's then every window's patch's, read by one index
     table = torch.cat([hwc.reshape(-1, channels), patch.permute(0, 2, 3, 1).reshape(-1, channels)])

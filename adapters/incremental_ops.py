@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .incremental_geometry import (
     Patched, channels_last, covers_map, gather_cached, place_patch, read_region, union, window_affected,
@@ -135,8 +136,8 @@ class GlobalMeanRule:
         cached = source.cached
         patch_h, patch_w = source.patch.shape[2:]
         under = gather_cached(cached, source.top, source.left, patch_h, patch_w, 0.0)
-        total = cached.sum(dim=(1, 2))[None] + (source.patch - under).sum(dim=(2, 3))
-        mean = total / (cached.shape[1] * cached.shape[2])
+        change = (source.patch - under).sum(dim=(2, 3)) / (cached.shape[1] * cached.shape[2])
+        mean = out.float().reshape(1, -1) + change  # ``out``: the clean image's mean
         return mean[:, :, None, None] if self.keepdim else mean
 
 
@@ -166,18 +167,6 @@ def foldable_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.BatchNorm2d) and module.running_mean is not None and module.running_var is not None
 
 
-def fold_batch_norm(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convolution weights and bias with the eval-mode batch norm that follows it folded in."""
-    scale = norm.running_var.detach().add(norm.eps).rsqrt()
-    if norm.weight is not None:
-        scale = scale * norm.weight.detach()
-    shift = -norm.running_mean.detach() * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.detach()
-    folded_bias = shift if bias is None else bias * scale + shift
-    return weight * scale.reshape(-1, 1, 1, 1), folded_bias
-
-
 def module_rule(module: nn.Module, folded: nn.BatchNorm2d | None = None) -> WindowRule | PointwiseRule | GlobalMeanRule | None:
     """The rule for a layer module, or None when it must run on full maps as the model defines it.
     ``folded``: a batch norm applied right after this convolution, computed here and skipped there.
@@ -187,7 +176,10 @@ def module_rule(module: nn.Module, folded: nn.BatchNorm2d | None = None) -> Wind
             return None
         weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
         if folded is not None:
-            weight, bias = fold_batch_norm(weight, bias, folded)
+            detached = [None if t is None else t.detach() for t in (folded.weight, folded.bias)]
+            weight, bias = (t.detach() for t in fuse_conv_bn_weights(
+                weight, bias, folded.running_mean.detach(), folded.running_var.detach(), folded.eps, *detached
+            ))
         weight = channels_last(weight)
         return WindowRule(
             _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), _pair(module.dilation), 0.0,
