@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from vexplain.core.errors import InvalidOption
+
+from .ort_session import run_batched
 
 
 @dataclass
@@ -30,21 +31,9 @@ class Tail:
     def run(self, inputs: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
         """Scores ``(B, K)`` for the single input ``inputs`` ``(1, C, H, W)`` with the layer's output
         replaced by each row of ``activations`` ``(B, c, h, w)``."""
-        acts = activations.detach().to("cpu", torch.float32).numpy()
-        image = inputs.detach().to("cpu", torch.float32).numpy()[:1]
-        step = self.fixed_batch or len(acts)
-        parts = []
-        for start in range(0, len(acts), step):
-            chunk = acts[start : start + step]
-            real = len(chunk)
-            if self.fixed_batch and real < self.fixed_batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - real, axis=0)])
-            feed = {self.layer: np.ascontiguousarray(chunk)}
-            if self.reads_input:
-                feed[self.input_name] = np.ascontiguousarray(np.repeat(image, len(chunk), axis=0))
-            (scores,) = self.session.run([self.output_name], feed)
-            parts.append(np.asarray(scores)[:real])
-        return torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+        repeated = {self.input_name: inputs} if self.reads_input else None
+        (scores,) = run_batched(self.session, self.layer, [self.output_name], activations, len(activations), self.fixed_batch, repeated)
+        return scores
 
 
 def tail_model(model, layer: str, output_name: str) -> tuple[bytes, bool]:

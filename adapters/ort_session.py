@@ -41,12 +41,15 @@ def run_batched(
     inputs: torch.Tensor,
     batch_size: int,
     fixed_batch: int | None = None,
+    repeated: dict[str, torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """``session`` run over ``inputs`` in batches; each named output concatenated, as CPU torch tensors.
 
     With ``fixed_batch`` (a graph whose batch dimension is fixed), batches have exactly that size,
     the last one padded by repeating its final row and the padding dropped afterwards.
+    ``repeated``: further graph inputs, each one ``(1, ...)`` row fed repeated to every batch's size.
     """
+    rows = {name: value.detach().to("cpu", torch.float32).numpy()[:1] for name, value in (repeated or {}).items()}
     array = inputs.detach().to("cpu", torch.float32).numpy()
     step = fixed_batch or max(1, int(batch_size))
     collected: list[list[np.ndarray]] = [[] for _ in output_names]
@@ -55,7 +58,9 @@ def run_batched(
         real = chunk.shape[0]
         if fixed_batch and real < fixed_batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed_batch - real, axis=0)])
-        outputs = session.run(output_names, {input_name: np.ascontiguousarray(chunk)})
+        feed = {input_name: np.ascontiguousarray(chunk)}
+        feed.update({name: np.ascontiguousarray(np.repeat(row, len(chunk), axis=0)) for name, row in rows.items()})
+        outputs = session.run(output_names, feed)
         for store, value in zip(collected, outputs):
             store.append(np.asarray(value)[:real])
     return [torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False)) for parts in collected]
