@@ -27,10 +27,10 @@ from vexplain.core.adapter import (
     GradientResult,
     ModelAdapter,
     Scorer,
-    full_inference_box_scorers,
 )
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
@@ -226,7 +226,7 @@ class TorchAdapter(ModelAdapter):
             if precision == "fp32":
                 return super(TorchAdapter, self).box_scorers(images, window, baseline, engine, field_limit)
             scorer = Scorer(lambda batch: self._forward_in(precision, batch), "torch", {"engine_reason": "reduced precision runs in torch"})
-            return full_inference_box_scorers(scorer, images.to(self.device), window, baseline, field_limit)
+            return batched_box_scorers(scorer, images.to(self.device), window, baseline, field_limit)
 
         if engine in ("torch", "onnx"):
             return full_inference(engine)
@@ -246,7 +246,7 @@ class TorchAdapter(ModelAdapter):
                     self._raise_if_wrong_channels(images, error)
                     raise
         except NotIncremental as reason:
-            fallbacks = full_inference("auto" if precision == "fp32" else "torch")
+            fallbacks = full_inference("auto")
             for fallback in fallbacks:
                 fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
             return fallbacks

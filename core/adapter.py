@@ -66,20 +66,6 @@ class BoxScorer:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def full_inference_box_scorers(
-    scorer: Scorer, images: torch.Tensor, window: tuple[int, int], baseline: float, field_limit: float | None
-) -> list[BoxScorer]:
-    """Box scorers that build the boxed images as batches and run all of them through ``scorer``
-    (batched full inference); a ``field_limit`` is noted as ignored, since full maps are computed."""
-    from .perturbation import batched_box_scorers
-
-    scorers = batched_box_scorers(scorer, images, window, baseline)
-    if field_limit is not None:
-        for box_scorer in scorers:
-            box_scorer.notes["field_limit_ignored"] = f"engine '{box_scorer.engine}' computes full feature maps"
-    return scorers
-
-
 class ModelAdapter(ABC):
     """One model behind one backend. Subclasses set ``backend`` and ``capabilities``."""
 
@@ -143,7 +129,9 @@ class ModelAdapter(ABC):
         computes in the model's own precision and refuses them."""
         if precision != "fp32":
             raise self._unsupported(f"precision '{precision}'", "reduced precision runs PyTorch models only; use precision='fp32'")
-        return full_inference_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline, field_limit)
+        from .perturbation import batched_box_scorers
+
+        return batched_box_scorers(self.scorer(engine, sample=images[:1]), images, window, baseline, field_limit)
 
     def gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> GradientResult:
         """d(y_t)/d(x) for each input, ``(N, C, H, W)``, in batches of ``batch_size`` (default: the adapter's)."""

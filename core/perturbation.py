@@ -73,10 +73,13 @@ def fill_boxes(image: torch.Tensor, boxes: torch.Tensor, baseline: float, out: t
     return out
 
 
-def batched_box_scorers(scorer: "Scorer", images: torch.Tensor, window: tuple[int, int], baseline: float) -> list["BoxScorer"]:
+def batched_box_scorers(
+    scorer: "Scorer", images: torch.Tensor, window: tuple[int, int], baseline: float, field_limit: float | None = None
+) -> list["BoxScorer"]:
     """A ``BoxScorer`` per image of ``images`` ``(N, C, H, W)`` that builds each batch of boxed
     copies in one buffer (shared by all of them, since they run one after another) and runs the
-    full model on it: batched full inference. The clean scores come from one batched run."""
+    full model on it: batched full inference. The clean scores come from one batched run. A
+    ``field_limit`` cannot apply to full maps: the notes say it was ignored."""
     from .adapter import BoxScorer
 
     shape = tuple(images.shape[1:])
@@ -92,8 +95,11 @@ def batched_box_scorers(scorer: "Scorer", images: torch.Tensor, window: tuple[in
 
         return run
 
+    notes = dict(scorer.notes)
+    if field_limit is not None:
+        notes["field_limit_ignored"] = f"engine '{scorer.engine}' computes full feature maps"
     bases = scorer.run(images).to(images.device)
-    return [BoxScorer(runner(image), base, scorer.engine, dict(scorer.notes)) for image, base in zip(images, bases)]
+    return [BoxScorer(runner(image), base, scorer.engine, dict(notes)) for image, base in zip(images, bases)]
 
 
 def box_sums(values: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: tuple[int, int], window: tuple[int, int]) -> torch.Tensor:
