@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption
+from vexplain.core.errors import InvalidOption, one_line
+from vexplain.core.evaluation import declared_options
 from vexplain.core.progress import progress, progress_bars
-from vexplain.core.registry import REGISTRY
+from vexplain.core.registry import methods_supported_by
 
 from .bench_measure import measure
 from .bench_references import LIBRARIES, available, reference_calls
-from .evaluate_run import default_methods, select
+from .evaluate_run import select
 from .model_loading import load_model
 
 
@@ -70,13 +71,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidOption(f"--repeats must be at least 1; got {args.repeats}")
     batches = _batches(args.batches)
     if args.model is None:
-        from vexplain.core.api import adapt
-        from vexplain.demo.model import load_demo_model
+        from vexplain.demo.model import demo_adapter
 
-        adapter, model_name = adapt(load_demo_model(), name="demo_cnn"), "shipped demo CNN"
+        adapter, model_name = demo_adapter(), "shipped demo CNN"
     else:
         adapter, model_name = load_model(args.model, args.weights), args.model
-    methods = select(args.methods, default_methods(adapter), "methods")
+    methods = select(args.methods, methods_supported_by(adapter), "methods")
     all_inputs = _inputs(args, adapter, max(batches))
     module = getattr(adapter, "model", None)
     use_references = not args.no_references and isinstance(module, torch.nn.Module) and not isinstance(module, torch.jit.ScriptModule)
@@ -102,18 +102,17 @@ def _bench_one(adapter: Any, module: torch.nn.Module | None, method: str, inputs
         exp = explain(adapter, inputs, method=method)
         timing = measure(lambda: explain(adapter, inputs, method=method), adapter.device, repeats, warmup=0)
     except Exception as error:  # reported in the table: one unfinished plugin must not sink the run
-        row["error"] = " ".join(f"{type(error).__name__}: {error}".split())
+        row["error"] = one_line(error)
         return row
     row.update(seconds=timing.seconds, per_image=timing.seconds / batch, images_per_s=batch / timing.seconds, peak_mb=timing.peak_mb, runs=timing.runs)
     if module is None:
         return row
-    declared = REGISTRY.explainer(method).obj.options
-    used = {k: v for k, v in exp.options.items() if k in declared}
+    used = declared_options(method, exp.options)
     try:
         layer = module.get_submodule(exp.options["layer"]) if isinstance(exp.options.get("layer"), str) else None
         calls = reference_calls(method, module, layer, inputs, [int(t) for t in exp.targets], used)
     except Exception as error:  # a reference library that cannot even be set up is one failed cell
-        row["references"] = {"error": " ".join(f"{type(error).__name__}: {error}".split())}
+        row["references"] = {"error": one_line(error)}
         return row
     for column, call in calls.items():
         try:
@@ -121,7 +120,7 @@ def _bench_one(adapter: Any, module: torch.nn.Module | None, method: str, inputs
                 warnings.simplefilter("ignore", UserWarning)  # Captum's notes on requires_grad and hooks
                 reference = measure(call, adapter.device, repeats)
         except Exception as error:  # a reference library failing is reported, not fatal
-            row[column] = {"error": " ".join(f"{type(error).__name__}: {error}".split())}
+            row[column] = {"error": one_line(error)}
             continue
         row[column] = {"seconds": reference.seconds, "per_image": reference.seconds / batch, "peak_mb": reference.peak_mb, "ratio": reference.seconds / timing.seconds}
     return row

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vexplain.core.api import adapt, explain, methods
+from vexplain.core.api import explain, methods
 from vexplain.core.errors import VexplainError
 from vexplain.core.gallery import draw_box, grid, mark_peak
 from vexplain.core.progress import progress, progress_bars
@@ -45,15 +45,13 @@ def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def run(args: argparse.Namespace) -> int:
     from vexplain.core.errors import InvalidOption
-    from vexplain.demo.model import load_demo_model, load_metadata, preprocess
+    from vexplain.demo.model import demo_adapter, load_metadata, preprocess
     from vexplain.demo.scenes import generate_dataset
 
     if args.scenes < 1:
         raise InvalidOption(f"--scenes must be at least 1; got {args.scenes}")
     meta = load_metadata()
-    model = load_demo_model()
-    adapter = adapt(model, name="demo_cnn")
-    adapter.metadata = {k: meta[k] for k in ("class_names", "input_size", "mean", "std")}
+    adapter = demo_adapter()
     images, labels, boxes = generate_dataset(args.scenes, seed=args.seed, size=int(meta["input_size"][0]))
     inputs = preprocess(images)
     out = Path(args.out)

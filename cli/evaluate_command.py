@@ -9,10 +9,11 @@ from typing import Any
 from vexplain.core.errors import InvalidOption
 from vexplain.core.evaluation import metrics as registered_metrics
 from vexplain.core.progress import progress_bars
+from vexplain.core.registry import methods_supported_by
 
 from .evaluate_data import TRUTH_FILE, demo_set, folder_set
 from .evaluate_outputs import markdown_table, summary_rows, write_csv, write_json
-from .evaluate_run import RANDOM_BASELINE, check_options, default_methods, run_all, select, split_options
+from .evaluate_run import RANDOM_BASELINE, check_options, run_all, select, split_options
 from .explain_command import parse_options
 from .model_loading import load_model
 from .report_html import write_report
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
         data = folder_set(args.data, args.truth, adapter, args.images, args.size, mean, std)
         model_name = args.model
-    methods = select(args.methods, default_methods(adapter), "methods")
+    methods = select(args.methods, methods_supported_by(adapter), "methods")
     metric_infos = {m.name: m for m in registered_metrics()}
     metrics = [metric_infos[name] for name in select(args.metrics, list(metric_infos), "metrics")]
     method_options, metric_options = split_options(parse_options(args.options), methods, [m.name for m in metrics])

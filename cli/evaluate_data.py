@@ -38,14 +38,12 @@ class DataSet:
 
 def demo_set(count: int, seed: int) -> tuple[ModelAdapter, DataSet]:
     """The shipped demo model and ``count`` generated scenes with their object boxes and labels."""
-    from vexplain.core.api import adapt
     from vexplain.core.evaluation import as_masks
-    from vexplain.demo.model import load_demo_model, load_metadata, preprocess as demo_preprocess
+    from vexplain.demo.model import demo_adapter, load_metadata, preprocess as demo_preprocess
     from vexplain.demo.scenes import generate_dataset
 
     meta = load_metadata()
-    adapter = adapt(load_demo_model(), name="demo_cnn")
-    adapter.metadata = {k: meta[k] for k in ("class_names", "input_size", "mean", "std")}
+    adapter = demo_adapter()
     images, labels, boxes = generate_dataset(count, seed=seed, size=int(meta["input_size"][0]))
     masks = as_masks(boxes, count, images.shape[1:3]).numpy()
     names = [f"scene_{i:03d}" for i in range(count)]

@@ -10,12 +10,12 @@ import torch
 
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption, VexplainError
+from vexplain.core.errors import InvalidOption, VexplainError, one_line
 from vexplain.core.evaluation import Evaluation, MetricInfo, evaluate
 from vexplain.core.metric import MASKS, METHOD
 from vexplain.core.options import resolve_options
 from vexplain.core.progress import progress
-from vexplain.core.registry import REGISTRY, methods_supported_by
+from vexplain.core.registry import REGISTRY
 
 from .evaluate_data import DataSet
 
@@ -51,11 +51,6 @@ def select(requested: str | None, available: list[str], kind: str) -> list[str]:
     return names
 
 
-def default_methods(adapter: ModelAdapter) -> list[str]:
-    """Every registered method whose required capabilities the model has."""
-    return methods_supported_by(adapter)
-
-
 def split_options(options: dict[str, Any], methods: list[str], metrics: list[str]) -> tuple[dict, dict]:
     """``{"NAME.KEY": value}`` → per-method and per-metric option dicts; NAME must be one of either."""
     per_method: dict[str, dict] = {m: {} for m in methods}
@@ -76,15 +71,7 @@ def check_options(method_options: dict, metric_options: dict) -> None:
     for name, given in method_options.items():
         resolve_options(name, REGISTRY.explainer(name).obj.options, given)
     for name, given in metric_options.items():
-        try:
-            resolve_options(name, REGISTRY.metric(name).obj.options, given)
-        except InvalidOption as error:
-            raise InvalidOption(str(error).replace(f"method '{name}'", f"metric '{name}'")) from None
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if isinstance(error, VexplainError) else f"{type(error).__name__}: {text}"
+        resolve_options(name, REGISTRY.metric(name).obj.options, given, kind="metric")
 
 
 def run_all(
@@ -112,10 +99,11 @@ def run_all(
                     **metric_options.get(metric.name, {}),
                 )
         except Exception as error:  # recorded and reported: one unfinished plugin must not sink the run
+            reason = one_line(error, typed=not isinstance(error, VexplainError))
             if metric is None:
-                run.skipped = _one_line(error)
+                run.skipped = reason
             else:
-                run.failures[metric.name] = _one_line(error)
+                run.failures[metric.name] = reason
     return runs
 
 

@@ -63,3 +63,9 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
     return f"; did you mean: {', '.join(close)}?" if close else ""
+
+
+def one_line(error: BaseException, typed: bool = True) -> str:
+    """``error``'s message on one line, after ``Type: `` when ``typed`` (or when it is empty)."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if typed or not message else message

@@ -110,7 +110,7 @@ def _maps_tensor(maps: Any, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _declared_options(method: str, used: Mapping[str, Any]) -> dict[str, Any]:
+def declared_options(method: str, used: Mapping[str, Any]) -> dict[str, Any]:
     """The method's own options out of an explanation's ``options`` (which also holds notes)."""
     declared = REGISTRY.explainer(method).obj.options
     return {k: v for k, v in used.items() if k in declared}
@@ -148,7 +148,7 @@ def evaluate(
     if isinstance(maps_or_method, Explanation):
         method = maps_or_method.method
         if METHOD in metric_class.needs and not used_options:
-            used_options = _declared_options(method, maps_or_method.options)
+            used_options = declared_options(method, maps_or_method.options)
         chosen = torch.from_numpy(np.asarray(maps_or_method.targets, dtype=np.int64))
         maps = _maps_tensor(maps_or_method.maps, tuple(tensor.shape))
         if len(chosen) != len(tensor):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownMethod, did_you_mean
+from .errors import PluginError, UnknownMethod, did_you_mean, one_line
 
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
@@ -110,7 +110,7 @@ class Registry:
             except Exception as error:  # a broken third-party plugin must not break vexplain
                 if manager.has_plugin(entry_point.name):
                     manager.unregister(name=entry_point.name)
-                failure = PluginFailure(entry_point.name, _one_line(error))
+                failure = PluginFailure(entry_point.name, one_line(error))
                 failures.append(failure)
                 warnings.warn(f"vexplain plugin '{failure.plugin}' failed to load: {failure.error}", stacklevel=2)
         for module_name in builtin_module_names():
@@ -133,7 +133,7 @@ class Registry:
             try:
                 registered = manager.register(plugin, name=name)
             except (ValueError, pluggy.PluginValidationError) as error:
-                raise PluginError(f"cannot register plugin {name or _describe(plugin)}: {_one_line(error)}") from None
+                raise PluginError(f"cannot register plugin {name or _describe(plugin)}: {one_line(error)}") from None
             if registered is None:
                 raise PluginError(f"plugin {name or _describe(plugin)!r} is blocked by {DISABLE_VARIABLE}")
             self._invalidate()
@@ -146,7 +146,7 @@ class Registry:
                 manager.unregister(name=registered)
                 self._invalidate()
                 if isinstance(error, pluggy.PluginValidationError):
-                    raise PluginError(f"cannot register plugin '{registered}': {_one_line(error)}") from None
+                    raise PluginError(f"cannot register plugin '{registered}': {one_line(error)}") from None
                 raise
             return registered
 
@@ -188,7 +188,7 @@ class Registry:
             except PluginError:
                 raise
             except Exception as error:
-                raise PluginError(f"plugin '{plugin_name}' failed in {hook_name}: {_one_line(error)}") from error
+                raise PluginError(f"plugin '{plugin_name}' failed in {hook_name}: {one_line(error)}") from error
         return table
 
     def explainers(self) -> dict[str, Registered]:
@@ -230,12 +230,6 @@ class Registry:
 
 def _disabled() -> list[str]:
     return [name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()]
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: message`` on one line."""
-    message = " ".join(str(error).split())
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _describe(obj: object) -> str:

@@ -67,6 +67,17 @@ def load_demo_model() -> DemoCNN:
     return model.eval()
 
 
+def demo_adapter():
+    """The shipped model behind a ``TorchAdapter`` named "demo_cnn", with its metadata (class names,
+    input size, mean and std)."""
+    from vexplain.core.api import adapt
+
+    meta = load_metadata()
+    adapter = adapt(load_demo_model(), name="demo_cnn")
+    adapter.metadata = {k: meta[k] for k in ("class_names", "input_size", "mean", "std")}
+    return adapter
+
+
 def preprocess(
     images: np.ndarray,
     mean: Any = None,

@@ -12,7 +12,8 @@ import torch
 
 import vexplain as vx
 from test_plugins_support import make_plugin, registered
-from vexplain.cli.evaluate_run import RANDOM_BASELINE, default_methods
+from vexplain.cli.evaluate_run import RANDOM_BASELINE
+from vexplain.core.registry import methods_supported_by
 from vexplain.cli.main import main
 from vexplain.demo.model import ASSETS, load_demo_model, preprocess
 from vexplain.demo.scenes import generate_dataset
@@ -80,11 +81,11 @@ def test_default_methods_come_from_the_registry():
             return vx.Attribution(maps=torch.ones(inputs.shape[0], *inputs.shape[2:]), scores=scores, targets=targets.select(scores))
 
     adapter = vx.adapt(load_demo_model())
-    assert default_methods(adapter) == sorted(m.name for m in vx.methods() if set(m.requires) <= adapter.capabilities)
+    assert methods_supported_by(adapter) == sorted(m.name for m in vx.methods() if set(m.requires) <= adapter.capabilities)
     with registered(make_plugin(Constant), "constant_plugin"):
-        assert "test_constant_map" in default_methods(adapter)
+        assert "test_constant_map" in methods_supported_by(adapter)
     onnx = vx.adapt(ASSETS / "demo_cnn.onnx")
-    assert "saliency" not in default_methods(onnx) and "cam" in default_methods(onnx)
+    assert "saliency" not in methods_supported_by(onnx) and "cam" in methods_supported_by(onnx)
 
 
 def test_a_failing_method_is_reported_and_the_run_goes_on(capsys, tmp_path):
