@@ -14,6 +14,7 @@ from vexplain.core.api import explain
 from vexplain.core.errors import InvalidOption, one_line
 from vexplain.core.evaluation import declared_options
 from vexplain.core.progress import progress, progress_bars
+from vexplain.core.readme_tables import markdown_table
 from vexplain.core.registry import methods_supported_by
 
 from .bench_measure import measure
@@ -128,15 +129,15 @@ def _bench_one(adapter: Any, module: torch.nn.Module | None, method: str, inputs
 
 def _print_table(results: list[dict[str, Any]], columns: list[str]) -> None:
     header = ["method", "batch", "ms/image", "images/s", "peak MB", *(f"{c} ms/image" for c in columns), *(f"{c} / vexplain" for c in columns)]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    rows = []
     for row in results:
         if "error" in row:
-            print(f"| {row['method']} | {row['batch']} | failed: {row['error'][:80]} |" + " |" * (len(header) - 3))
+            rows.append([row["method"], str(row["batch"]), f"failed: {row['error'][:80]}", *[""] * (len(header) - 3)])
             continue
         peak = "-" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}"
         cells = [row["method"], str(row["batch"]), f"{row['per_image'] * 1e3:.2f}", f"{row['images_per_s']:.1f}", peak]
         refs = [row.get(c) for c in columns]
         cells += ["-" if r is None else ("failed" if "error" in r else f"{r['per_image'] * 1e3:.2f}") for r in refs]
         cells += ["-" if r is None or "error" in r else f"{r['ratio']:.2f}×" for r in refs]
-        print("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    print(markdown_table(header, rows))

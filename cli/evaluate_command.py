@@ -9,10 +9,11 @@ from typing import Any
 from vexplain.core.errors import InvalidOption
 from vexplain.core.evaluation import metrics as registered_metrics
 from vexplain.core.progress import progress_bars
+from vexplain.core.readme_tables import markdown_table
 from vexplain.core.registry import methods_supported_by
 
 from .evaluate_data import TRUTH_FILE, demo_set, folder_set
-from .evaluate_outputs import markdown_table, summary_rows, write_csv, write_json
+from .evaluate_outputs import summary_rows, write_csv, write_json
 from .evaluate_run import RANDOM_BASELINE, check_options, run_all, select, split_options
 from .explain_command import parse_options
 from .model_loading import load_model

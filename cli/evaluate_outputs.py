@@ -61,12 +61,6 @@ def baseline_mean(runs: list[MethodRun], metric: MetricInfo, value: str) -> floa
     return math.nan
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_csv(path: Path, runs: list[MethodRun], data: DataSet) -> None:
     """One row per image, method, metric and value: image, target, method, metric, value, score."""
     with path.open("w", newline="") as handle:
