@@ -10,6 +10,7 @@ from .adapter import Scorer
 from .errors import InvalidOption
 from .perturbation import batch_size_for
 from .progress import progress
+from .targets import gather_scores
 
 SUBSTRATES = ("zeros", "mean", "blur")
 
@@ -77,7 +78,7 @@ def target_probabilities(
     so memory stays bounded whatever the number of rows.
     """
     buffer = torch.empty((min(batch_size, rows), *item_shape), dtype=torch.float32, device=device)
-    out = torch.empty(rows, dtype=torch.float64)
+    out = torch.empty(rows, dtype=torch.float64, device=device)
     starts = range(0, rows, batch_size)
     already_probabilities: bool | None = None
     for start in progress(starts, total=len(starts), description=description):
@@ -87,8 +88,8 @@ def target_probabilities(
         if already_probabilities is None:
             already_probabilities = bool((scores >= 0).all()) and bool(torch.allclose(scores.sum(dim=1), torch.ones(len(scores), dtype=torch.float64), atol=1e-4))
         probabilities = scores if already_probabilities else torch.softmax(scores, dim=1)
-        out[start:stop] = probabilities.gather(1, row_targets[start:stop].view(-1, 1).to(probabilities.device)).squeeze(1).cpu()
-    return out
+        out[start:stop] = gather_scores(probabilities, row_targets[start:stop].to(probabilities.device)).to(device)
+    return out.cpu()
 
 
 def trapezoid_auc(curves: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -74,14 +74,16 @@ class Randomization(Metric):
         if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
             raise UnsupportedCapability(case.adapter.describe(), "parameter randomization", [], "the randomization metric needs a PyTorch nn.Module")
         layers = cascade(model)[: options["layers"]]
+        targets = case.targets.cpu()
         original = case.maps.detach().cpu().numpy().astype(np.float64)
         n = len(original)
         curves = {key: np.zeros((n, len(layers))) for key in ("spearman_abs", "spearman", "ssim")}
         saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        method_options = _single_use_engine(case.method, case.method_options)
         try:
             for step, (_, module) in enumerate(progress(layers, total=len(layers), description="randomization")):
                 randomize(module, options["seed"] + step)
-                new = explain(case.adapter, case.inputs, method=case.method, targets=case.targets.cpu(), **case.method_options).maps
+                new = explain(case.adapter, case.inputs, method=case.method, targets=targets, **method_options).maps
                 for i in range(n):
                     curves["spearman_abs"][i, step] = spearman(np.abs(original[i]), np.abs(new[i]))
                     curves["spearman"][i, step] = spearman(original[i], new[i])
@@ -97,6 +99,23 @@ class Randomization(Metric):
             curve_x={key: names for key in curves},
             notes={"layers": len(layers)},
         )
+
+
+def _single_use_engine(method: str, method_options: dict[str, Any]) -> dict[str, Any]:
+    """``method_options`` for explaining randomised weights, each used once: an ``engine="auto"``
+    that can only mean ONNX Runtime or torch becomes torch, since exporting every randomised model
+    to ONNX (and evicting the real model's cached export) costs more than it saves. Engines that
+    compute less without exporting (occlusion's incremental) are left as they are."""
+    from vexplain.core.registry import REGISTRY
+
+    declared = REGISTRY.explainer(method).obj.options.get("engine")
+    if declared is None or method_options.get("engine") != "auto":
+        return dict(method_options)
+    try:
+        declared.coerce("incremental")
+    except ValueError:
+        return {**method_options, "engine": "torch"}
+    return dict(method_options)
 
 
 @hookimpl

@@ -131,3 +131,12 @@ def test_needs_the_method_and_a_torch_module():
     onnx_model = onnx_bytes(seeded_cnn(), (3, 16, 16))
     with pytest.raises(vx.UnsupportedCapability, match="needs a PyTorch nn.Module"):
         vx.evaluate(onnx_model, images(1, size=16), "occlusion", metric="randomization")
+
+
+def test_randomised_models_are_explained_without_an_onnx_export_each():
+    from vexplain.plugins.metric_randomization import _single_use_engine
+
+    assert _single_use_engine("rise", {"engine": "auto", "masks": 10}) == {"engine": "torch", "masks": 10}
+    assert _single_use_engine("scorecam", {"engine": "onnx"}) == {"engine": "onnx"}  # asked for: kept
+    assert _single_use_engine("occlusion", {"engine": "auto"}) == {"engine": "auto"}  # incremental exports nothing
+    assert _single_use_engine("gradcam", {"layer": None}) == {"layer": None}
