@@ -8,7 +8,6 @@ import torch
 
 from .adapter import Scorer
 from .errors import InvalidOption
-from .perturbation import batch_size_for
 from .progress import progress
 from .targets import gather_scores
 
@@ -52,11 +51,6 @@ def substrate(inputs: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
     if kind == "blur":
         return gaussian_blur(inputs, sigma)
     raise InvalidOption(f"substrate must be one of {', '.join(SUBSTRATES)}; got {kind!r}")
-
-
-def rows_per_batch(inputs: torch.Tensor, batch_size: int | None, memory_mb: float) -> int:
-    """``batch_size`` when given, else as many ``(C, H, W)`` rows as fit ``memory_mb``."""
-    return int(batch_size) if batch_size else batch_size_for(tuple(inputs.shape[1:]), memory_mb)
 
 
 def target_probabilities(

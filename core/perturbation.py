@@ -1,7 +1,7 @@
 """Shared machinery of perturbation methods: batch sizes from a memory budget, masked batches."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,24 @@ def batch_size_for(input_shape: tuple[int, ...], memory_mb: float, factor: int =
     per_item = channels * height * width * 4 * factor
     cap = GPU_MAX_BATCH if device is not None and device.type == "cuda" else MAX_BATCH
     return int(max(1, min(cap, (memory_mb * 2**20) // per_item)))
+
+
+def batch_options(per_pass: str) -> dict[str, Any]:
+    """The ``batch_size`` and ``memory_mb`` options of a method or metric that runs ``per_pass``
+    (e.g. "masked inputs per forward pass") at once: ``batch_size`` None derives it from
+    ``memory_mb`` (default 1024) with :func:`derived_batch_size`."""
+    from .options import Option, integer, number, optional
+
+    return {
+        "batch_size": Option(None, optional(integer(1)), f"{per_pass}; default from memory_mb"),
+        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+    }
+
+
+def derived_batch_size(options: dict[str, Any], item_shape: tuple[int, ...], factor: int = ACTIVATION_FACTOR) -> int:
+    """``options["batch_size"]`` when given, else as many ``item_shape`` items as fit in
+    ``options["memory_mb"]`` (:func:`batch_size_for`)."""
+    return int(options["batch_size"] or batch_size_for(tuple(item_shape), options["memory_mb"], factor))
 
 
 def default_memory_mb(device: torch.device) -> float:

@@ -12,7 +12,6 @@ import torch
 
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.options import Option, boolean, choice
-from vexplain.core.perturbation import batch_size_for
 from vexplain.core.targets import TargetRequest
 
 #: a forward + backward pass keeps about this many bytes of activations per input byte (rough
@@ -38,11 +37,6 @@ def reduction_options(abs_default: bool, reduce_default: str) -> dict[str, Optio
 def channel_map(values: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
     """``(N, H, W)``: ``options["reduce"]`` over channels of ``values`` (of ``|values|`` with ``abs``)."""
     return REDUCTIONS[options["reduce"]](values.abs() if options["abs"] else values)
-
-
-def gradient_batch_size(input_shape: tuple[int, ...], memory_mb: float) -> int:
-    """How many ``(C, H, W)`` inputs one forward + backward pass takes within ``memory_mb``."""
-    return batch_size_for(input_shape, memory_mb, factor=GRADIENT_MEMORY_FACTOR)
 
 
 def resolve_targets(adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,7 @@ import torch
 
 from vexplain.core.adapter import ACTIVATION_REPLACEMENT, ACTIVATIONS
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number, optional
-from vexplain.core.perturbation import batch_size_for
+from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import gather_scores
 
 from .cam_base import CamExplainer, CamStep
@@ -40,14 +39,13 @@ class AblationCam(CamExplainer):
     per_image_activations = True
     options = {
         **CamExplainer.options,
-        "batch_size": Option(None, optional(integer(1)), "ablated channels per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("ablated channels per forward pass"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:
         acts = step.activations
         n, c = acts.shape[:2]
-        batch_size = step.options["batch_size"] or batch_size_for(tuple(acts.shape[1:]), step.options["memory_mb"])
+        batch_size = derived_batch_size(step.options, acts.shape[1:])
         base = gather_scores(step.scores, step.targets)
         ablated = torch.empty((n, c), device=acts.device)
         for i in range(n):

@@ -10,10 +10,11 @@ from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice, integer, number, optional
+from vexplain.core.options import Option, choice, integer, number
+from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest, gather_scores
 
-from ._gradient_maps import channel_map, gradient_batch_size, pair_chunks, reduction_options, request_for, resolve_targets
+from ._gradient_maps import GRADIENT_MEMORY_FACTOR, channel_map, pair_chunks, reduction_options, request_for, resolve_targets
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -61,8 +62,7 @@ class IntegratedGradients(Explainer):
         "steps": Option(50, integer(1), "points on the path from the baseline to the input"),
         "baseline": Option(0.0, number(), "the constant baseline image's value (preprocessed units)"),
         "rule": Option("gausslegendre", choice(*RULES), "quadrature rule, named as in Captum"),
-        "batch_size": Option(None, optional(integer(1)), "path points per forward+backward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("path points per forward+backward pass"),
         **reduction_options(abs_default=False, reduce_default="sum"),
     }
 
@@ -70,7 +70,7 @@ class IntegratedGradients(Explainer):
         alphas, weights = quadrature(options["rule"], options["steps"])
         scores, chosen = resolve_targets(adapter, inputs, targets)
         baseline = torch.full_like(inputs[:1], options["baseline"])
-        batch_size = options["batch_size"] or gradient_batch_size(tuple(inputs.shape[1:]), options["memory_mb"])
+        batch_size = derived_batch_size(options, inputs.shape[1:], GRADIENT_MEMORY_FACTOR)
         path = integrate(adapter, inputs, baseline, chosen, alphas, weights, batch_size)
         values = (inputs - baseline) * path
         baseline_scores = adapter.forward(baseline).to(inputs.device).expand(len(inputs), -1)

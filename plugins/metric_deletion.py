@@ -11,12 +11,12 @@ from vexplain.core.metric import EvaluationCase, Metric, MetricResult
 from vexplain.core.metric_tools import (
     SUBSTRATES,
     relevance_ranks,
-    rows_per_batch,
     substrate,
     target_probabilities,
     trapezoid_auc,
 )
-from vexplain.core.options import Option, choice, integer, number, optional
+from vexplain.core.options import Option, choice, integer, number
+from vexplain.core.perturbation import batch_options, derived_batch_size
 
 PAPER = "Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, BMVC 2018"
 
@@ -26,8 +26,7 @@ def _options(default_substrate: str) -> dict[str, Option]:
         "steps": Option(100, integer(1), "number of steps; step k changes the floor(k*H*W/steps) most relevant pixels"),
         "substrate": Option(default_substrate, choice(*SUBSTRATES), "what removed pixels become: zeros, mean or blur"),
         "blur_sigma": Option(5.0, number(above=0), "std in pixels of the Gaussian blur substrate"),
-        "batch_size": Option(None, optional(integer(1)), "perturbed images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("perturbed images per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the perturbed batches"),
     }
 
@@ -55,7 +54,7 @@ class _PixelCurve(Metric):
         # deletion: changed pixels show the substrate; insertion: changed pixels show the image
         changed_source, kept_source = (inputs, background) if self.inserting else (background, inputs)
         points = steps + 1
-        batch_size = rows_per_batch(inputs, options["batch_size"], options["memory_mb"])
+        batch_size = derived_batch_size(options, inputs.shape[1:])
         scorer = case.adapter.scorer(options["engine"], sample=inputs[:1])
 
         def build(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:

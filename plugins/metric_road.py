@@ -13,8 +13,9 @@ from vexplain.core.errors import InvalidOption
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.imputation import noisy_linear_impute
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult
-from vexplain.core.metric_tools import relevance_ranks, rows_per_batch, target_probabilities
-from vexplain.core.options import Option, choice, integer, number, optional
+from vexplain.core.metric_tools import relevance_ranks, target_probabilities
+from vexplain.core.options import Option, choice, integer, number
+from vexplain.core.perturbation import batch_options, derived_batch_size
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ORDERS = ("morf", "lerf")
@@ -60,8 +61,7 @@ class Road(Metric):
         "fractions": Option(DEFAULT_FRACTIONS, fractions, "fractions of pixels removed"),
         "noise": Option(0.01, number(minimum=0), "std of the Gaussian noise added to imputed values"),
         "seed": Option(0, integer(0), "seed of the imputation noise"),
-        "batch_size": Option(None, optional(integer(1)), "imputed images per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("imputed images per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the imputed batches"),
     }
 
@@ -92,7 +92,7 @@ class Road(Metric):
                     out[slot] = torch.from_numpy(imputed.astype(np.float32))
             return out
 
-        batch_size = rows_per_batch(inputs, options["batch_size"], options["memory_mb"])
+        batch_size = derived_batch_size(options, inputs.shape[1:])
         scorer = case.adapter.scorer(options["engine"], sample=inputs[:1])
         row_targets = case.targets.to(device).repeat_interleave(per_image)
         probabilities = target_probabilities(

@@ -11,8 +11,8 @@ from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, boolean, choice, integer, number, optional
-from vexplain.core.perturbation import batch_size_for
+from vexplain.core.options import Option, boolean, choice, integer
+from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.progress import progress
 from vexplain.core.targets import TargetRequest, gather_scores
 
@@ -80,8 +80,7 @@ class Rise(Explainer):
         "p": Option(0.5, unit_interval, "probability that a grid cell is kept"),
         "seed": Option(0, integer(0), "seed of the masks"),
         "softmax": Option(False, boolean(), "score softmax(y)_t (the paper's probability) instead of y_t"),
-        "batch_size": Option(None, optional(integer(1)), "masked inputs per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("masked inputs per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }
 
@@ -89,7 +88,7 @@ class Rise(Explainer):
         if options["softmax"] and targets.score_function is not None:
             raise InvalidOption("rise softmax=True needs class scores; a callable target gives one score per input, whose softmax is always 1: drop softmax")
         count, device = options["masks"], inputs.device
-        batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), options["memory_mb"])
+        batch_size = derived_batch_size(options, inputs.shape[1:])
         scorer = adapter.scorer(options["engine"], sample=inputs[:1])
         source = MaskSource(count, options["cells"], options["p"], options["seed"], tuple(inputs.shape[2:]), device)
         scores = torch.cat([scorer.run(inputs[start : start + batch_size]).to(device) for start in range(0, len(inputs), batch_size)])

@@ -5,8 +5,8 @@ import torch
 
 from vexplain.core.adapter import ACTIVATIONS
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice, integer, number, optional
-from vexplain.core.perturbation import batch_size_for
+from vexplain.core.options import Option, choice
+from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.postprocess import upsample
 from vexplain.core.targets import gather_scores
 
@@ -49,15 +49,14 @@ class ScoreCam(CamExplainer):
     relu_output = True
     options = {
         **CamExplainer.options,
-        "batch_size": Option(None, optional(integer(1)), "masked inputs per forward pass; default from memory_mb"),
-        "memory_mb": Option(1024, number(above=0), "memory budget from which batch_size is derived"),
+        **batch_options("masked inputs per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:
         inputs, acts, options = step.inputs, step.activations, step.options
         n, c = acts.shape[:2]
-        batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), options["memory_mb"])
+        batch_size = derived_batch_size(options, inputs.shape[1:])
         scorer = step.adapter.scorer(options["engine"], sample=inputs[:1])
         size = tuple(inputs.shape[2:])
         flat_acts = acts.reshape(n * c, *acts.shape[2:])

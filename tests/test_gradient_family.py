@@ -216,7 +216,11 @@ def test_smoothgrad_seed():
 
 
 def test_integrated_gradients_batch_size_from_memory_budget():
-    from vexplain.plugins._gradient_maps import gradient_batch_size
+    from vexplain.core.perturbation import derived_batch_size
+    from vexplain.plugins._gradient_maps import GRADIENT_MEMORY_FACTOR
+
+    def gradient_batch_size(shape, memory_mb):
+        return derived_batch_size({"batch_size": None, "memory_mb": memory_mb}, shape, GRADIENT_MEMORY_FACTOR)
 
     assert gradient_batch_size((3, 224, 224), 1024) == 27  # 1 GiB / (3·224²·4 bytes · 64)
     assert gradient_batch_size((3, 64, 64), 1024) == 256  # capped
