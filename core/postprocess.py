@@ -12,11 +12,13 @@ def relu(maps: torch.Tensor) -> torch.Tensor:
     return torch.clamp(maps, min=0)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(N, h, w)`` maps resized to ``size`` bilinearly with ``align_corners=False``."""
+def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """``(N, h, w)`` maps resized to ``size``: bilinearly with ``align_corners=False`` (default), or
+    ``mode="nearest"``."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
+    corners = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode=mode, **corners).squeeze(1)
 
 
 def normalize(maps: np.ndarray, mode: str = "minmax") -> np.ndarray:

@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vexplain.core.adapter import ACTIVATION_GRADIENTS, GUIDED_GRADIENTS, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, choice, optional, resolve_options, text
+from vexplain.core.postprocess import upsample
 from vexplain.core.targets import TargetRequest
 
 from ._gradient_maps import channel_map, reduction_options, request_for
@@ -41,17 +41,14 @@ class GuidedGradCam(Explainer):
         from vexplain.core.registry import REGISTRY
 
         gradcam = REGISTRY.explainer("gradcam").obj
-        if options["layer"] and "," in options["layer"]:
+        cam_options = resolve_options(gradcam.name, gradcam.options, {"layer": options["layer"]})
+        if isinstance(cam_options["layer"], tuple):
             raise InvalidOption(f"guided_gradcam takes one layer, got '{options['layer']}'; run gradcam for several layers")
-        given = {"layer": options["layer"]} if options["layer"] else {}
-        cam = gradcam().attribute(adapter, inputs, targets, resolve_options(gradcam.name, gradcam.options, given))
+        cam = gradcam().attribute(adapter, inputs, targets, cam_options)
         chosen = cam.targets.to(inputs.device)
         guided = adapter.guided_gradients(inputs, request_for(chosen)).gradients.to(inputs.device)
-        mode = options["interpolate"]
-        upsampled = F.interpolate(
-            cam.layer_maps.unsqueeze(1).to(inputs.device), size=tuple(inputs.shape[2:]), mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
-        )
-        values = guided * upsampled
+        upsampled = upsample(cam.layer_maps.to(inputs.device), tuple(inputs.shape[2:]), options["interpolate"])
+        values = guided * upsampled.unsqueeze(1)
         return Attribution(
             maps=channel_map(values, options), scores=cam.scores, targets=chosen, attributions=values, layer_maps=cam.layer_maps, notes=cam.notes
         )

@@ -76,7 +76,7 @@ class IntegratedGradients(Explainer):
         baseline_scores = adapter.forward(baseline).to(inputs.device).expand(len(inputs), -1)
         rise = gather_scores(scores, chosen) - gather_scores(baseline_scores, chosen)
         gap = values.double().sum(dim=(1, 2, 3)) - rise.double()
-        notes = {"batch_size": batch_size, "completeness_gap": [float(g) for g in gap]}
+        notes = {"batch_size": batch_size, "completeness_gap": gap.tolist()}
         return Attribution(maps=channel_map(values, options), scores=scores, targets=chosen, attributions=values, notes=notes)
 
 

@@ -8,14 +8,9 @@ import torch
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, boolean, choice
 from vexplain.core.targets import TargetRequest
 
-REDUCTIONS = {
-    "max": lambda g: g.amax(dim=1),
-    "sum": lambda g: g.sum(dim=1),
-    "mean": lambda g: g.mean(dim=1),
-}
+from ._gradient_maps import channel_map, reduction_options
 
 
 class Saliency(Explainer):
@@ -29,15 +24,12 @@ class Saliency(Explainer):
     requires = (GRADIENTS,)
     summary = "max over channels of |∂y_t/∂x|: how strongly each pixel's change moves the class score"
     paper = "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, ICLR Workshop 2014"
-    options = {
-        "abs": Option(True, boolean(), "take |gradient| before reducing over channels"),
-        "reduce": Option("max", choice(*REDUCTIONS), "how channels are combined: max, sum or mean"),
-    }
+    options = reduction_options(abs_default=True, reduce_default="max")
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         result = adapter.gradients(inputs, targets)
         values = result.gradients.abs() if options["abs"] else result.gradients
-        maps = REDUCTIONS[options["reduce"]](values)
+        maps = channel_map(values, {**options, "abs": False})  # |·| already taken: the attributions keep it
         return Attribution(maps=maps, scores=result.scores, targets=result.targets, attributions=values)
 
 

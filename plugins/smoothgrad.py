@@ -77,7 +77,7 @@ class SmoothGrad(Explainer):
         maps, attributions, layer_maps = smooth(
             base(), adapter, inputs, chosen, base_options, draws.unsqueeze(0), sigma, options["variant"], options["batch_size"]
         )
-        notes = {"base_options": base_options, "noise_sigma": [float(s) for s in sigma]}
+        notes = {"base_options": base_options, "noise_sigma": sigma.tolist()}
         return Attribution(maps=maps, scores=scores, targets=chosen, attributions=attributions, layer_maps=layer_maps, notes=notes)
 
 
