@@ -49,9 +49,9 @@ def integer(minimum: int | None = None) -> Coercer:
     return coerce
 
 
-def number(minimum: float | None = None, above: float | None = None) -> Coercer:
+def number(minimum: float | None = None, above: float | None = None, maximum: float | None = None) -> Coercer:
     """A finite real number (bools, NaN and infinities refused), at least ``minimum`` or greater
-    than ``above`` when given."""
+    than ``above``, and at most ``maximum``, when given."""
 
     def coerce(value: Any) -> float:
         if not _is_number(value) or not math.isfinite(float(value)):
@@ -60,6 +60,8 @@ def number(minimum: float | None = None, above: float | None = None) -> Coercer:
             raise ValueError(f"must be a number >= {minimum:g}")
         if above is not None and float(value) <= above:
             raise ValueError(f"must be a number > {above:g}")
+        if maximum is not None and float(value) > maximum:
+            raise ValueError(f"must be a number <= {maximum:g}")
         return float(value)
 
     return coerce

@@ -66,8 +66,8 @@ class Occlusion(Explainer):
         "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
         "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
         "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass; default twice stride"),
-        "top_fraction": Option(0.1, number(), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
-        "field_limit": Option(None, optional(number()), "approximate: cut each layer's changed region to this fraction of its map (incremental engine)"),
+        "top_fraction": Option(0.1, number(above=0, maximum=1), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
+        "field_limit": Option(None, optional(number(above=0, maximum=1)), "approximate: cut each layer's changed region to this fraction of its map (incremental engine)"),
         "precision": Option("fp32", choice("fp32", "bf16", "fp16"), "approximate below fp32: convolutions in bf16/fp16 (PyTorch models)"),
     }
 
@@ -77,9 +77,6 @@ class Occlusion(Explainer):
         stride = options["stride"] or (max(1, window[0] // 2), max(1, window[1] // 2))
         if window[0] > height or window[1] > width:
             raise InvalidOption(f"occlusion window {window} is larger than the image ({height}, {width}); use a window at most that size")
-        for name in ("top_fraction", "field_limit"):
-            if options[name] is not None and not 0 < options[name] <= 1:
-                raise InvalidOption(f"occlusion {name} must be in (0, 1], got {options[name]}")
         device = inputs.device
         memory_mb = options["memory_mb"] or default_memory_mb(adapter.device)
         batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), memory_mb, device=adapter.device)

@@ -11,16 +11,10 @@ from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, boolean, choice, integer
+from vexplain.core.options import Option, boolean, choice, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.progress import progress
 from vexplain.core.targets import TargetRequest, gather_scores
-
-
-def unit_interval(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ValueError("must be a number in (0, 1]")
-    return float(value)
 
 
 class MaskSource:
@@ -77,7 +71,7 @@ class Rise(Explainer):
     options = {
         "masks": Option(2000, integer(1), "number of random masks"),
         "cells": Option(7, integer(1), "grid size s: each mask is an s × s binary grid before upsampling"),
-        "p": Option(0.5, unit_interval, "probability that a grid cell is kept"),
+        "p": Option(0.5, number(above=0, maximum=1), "probability that a grid cell is kept"),
         "seed": Option(0, integer(0), "seed of the masks"),
         "softmax": Option(False, boolean(), "score softmax(y)_t (the paper's probability) instead of y_t"),
         **batch_options("masked inputs per forward pass"),
@@ -96,12 +90,13 @@ class Rise(Explainer):
         maps = torch.zeros((len(inputs), *inputs.shape[2:]), dtype=torch.float64, device=device)  # summation order varies with batch_size
         for start in progress(range(0, count, batch_size), total=-(-count // batch_size), description="rise"):
             masks = source.chunk(start, min(start + batch_size, count))
+            wide = masks.double()
             for n in range(len(inputs)):
                 masked_scores = scorer.run(inputs[n] * masks[:, None]).to(device)
                 if options["softmax"]:
                     masked_scores = torch.softmax(masked_scores, dim=1)
                 values = gather_scores(masked_scores, chosen[n].expand(len(masks)))
-                maps[n] += torch.einsum("b,bhw->hw", values.double(), masks.double())
+                maps[n] += torch.einsum("b,bhw->hw", values.double(), wide)
         notes = {"batch_size": batch_size, "engine": scorer.engine, **scorer.notes}
         return Attribution(maps=(maps / (count * options["p"])).float(), scores=scores, targets=chosen, notes=notes)
 
