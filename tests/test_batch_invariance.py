@@ -93,5 +93,5 @@ def test_occlusion_batch_size_option_does_not_change_maps(model, x, engine):
     reference = vx.explain(model, x[:3], method="occlusion", window=3, stride=2, engine=engine)
     for batch_size in (1, 7):
         exp = vx.explain(model, x[:3], method="occlusion", window=3, stride=2, batch_size=batch_size, engine=engine)
-        assert exp.options["batch_size"] == batch_size
+        assert exp.options["batch_size"] == batch_size and exp.options["engine"] == engine and "engine_fallback" not in exp.options
         np.testing.assert_allclose(exp.maps, reference.maps, rtol=0, atol=ATOL)

@@ -49,6 +49,7 @@ def test_signed_saliency_matches_captum(model, x, top):
 )
 def test_occlusion_matches_captum(model, x, top, window, stride, baseline, engine):
     exp = vx.explain(model, x, method="occlusion", window=window, stride=stride, baseline=baseline, engine=engine)
+    assert exp.options["engine"] == ("incremental" if engine == "auto" else engine) and "engine_fallback" not in exp.options
     reference = captum_attr.Occlusion(model).attribute(
         torch.from_numpy(x),
         sliding_window_shapes=(3, *window),

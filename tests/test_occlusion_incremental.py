@@ -156,6 +156,7 @@ def test_batch_size_does_not_change_incremental_maps(batch_size):
     x = images(3, 3, 16, seed=9)
     reference = vx.explain(model, x, method="occlusion", window=4, stride=2, engine="torch")
     exp = vx.explain(model, x, method="occlusion", window=4, stride=2, batch_size=batch_size, engine="incremental")
+    assert exp.options["engine"] == "incremental" and "engine_fallback" not in exp.options and exp.options["batch_size"] == batch_size
     np.testing.assert_allclose(exp.maps, reference.maps, atol=ATOL)
 
 
@@ -169,6 +170,18 @@ def test_drilldown_with_every_window_refined_is_exact():
     full = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=1.0)
     np.testing.assert_allclose(full.maps, exact.maps, atol=ATOL)
     assert full.options["approximate"] is True and exact.options["approximate"] is False
+
+
+def test_partial_drilldown_runs_incrementally_and_refining_brings_it_closer_to_exact():
+    model = seeded_cnn(seed=2)
+    x = images(2, 3, 16, seed=4)
+    exact = vx.explain(model, x, method="occlusion", window=4, stride=1)
+    partial = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.25)
+    assert partial.options["engine"] == "incremental" and "engine_fallback" not in partial.options
+    assert all(count < partial.options["windows"] for count in partial.options["windows_evaluated"])
+    coarse_only = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.01)
+    error, coarse_error = np.abs(partial.maps - exact.maps), np.abs(coarse_only.maps - exact.maps)
+    assert 0 < error.max() and error.sum() < 0.8 * coarse_error.sum()  # refining a quarter of the windows exactly pays
 
 
 def test_drilldown_evaluates_fewer_windows_and_refines_where_the_map_is_large():
