@@ -285,3 +285,8 @@ def tiny_seg_net(seed: int = 0) -> TinySegNet:
     """A ``TinySegNet`` with weights drawn from ``seed``, in eval mode."""
     torch.manual_seed(seed)
     return TinySegNet().eval()
+
+
+def close(actual, expected, atol: float = 1e-6) -> None:
+    """``actual`` equals ``expected`` within ``atol`` everywhere (no relative slack)."""
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=atol)

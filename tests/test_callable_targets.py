@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import LinearSegNet, images, onnx_bytes, seeded_cnn, tiny_seg_net
+from models import LinearSegNet, close, images, onnx_bytes, seeded_cnn, tiny_seg_net
 
 SEG_W = np.array([[1.0, -1.0], [2.0, 0.5], [-0.5, 3.0]])  # 3 classes x 2 channels
 SEG_B = np.array([0.1, -0.2, 0.3])
@@ -24,9 +24,6 @@ X = (np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3) - 8.0) / 4
 def class_1_in_mask(output: torch.Tensor) -> torch.Tensor:
     return (output[:, 1] * MASK).sum(dim=(1, 2))
 
-
-def close(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float32), rtol=0, atol=atol)
 
 
 GRADIENT = np.stack([SEG_W[1, 0] * MASK.numpy(), SEG_W[1, 1] * MASK.numpy()])  # (C, H, W)

@@ -16,16 +16,13 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import HAND_CONV, HAND_FC_B, HAND_FC_W, HAND_X, HandCamNet, images, seeded_cnn
+from models import HAND_CONV, HAND_FC_B, HAND_FC_W, HAND_X, HandCamNet, close, images, seeded_cnn
 from vexplain.core.targets import TargetRequest
 
 U = np.array([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
 A0 = np.array([[2.0, 1.0], [0.0, 3.0]])
 A1 = np.array([[2.0, 0.0], [0.0, 1.0]])
 
-
-def close(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=atol)
 
 
 def hand(method, **options):

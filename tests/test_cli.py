@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import vexplain as vx
 from vexplain.cli.main import main
 from vexplain.demo.model import build
 

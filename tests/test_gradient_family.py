@@ -15,16 +15,13 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import HAND_X, HandCamNet, LinearNet, QuadraticNet, images, seeded_cnn
+from models import HAND_X, HandCamNet, LinearNet, QuadraticNet, close, images, seeded_cnn
 from test_hand_computed import HAND_GRADIENT, LIN_C0, LIN_C1, LIN_W, U
 from vexplain.plugins.integrated_gradients import quadrature
 from vexplain.plugins.smoothgrad import SmoothGrad, smooth
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients", "ignore:Setting backward hooks")
 
-
-def close(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float32), rtol=0, atol=atol)
 
 
 XG = HAND_X[0, 0] * HAND_GRADIENT  # x ⊙ ∂y_1/∂x on the hand model; sums to y_1(x) − b_1 = 0.85 − 0.1

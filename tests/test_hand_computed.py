@@ -23,13 +23,10 @@ import numpy as np
 import pytest
 
 import vexplain as vx
-from models import HAND_X, HandCamNet, LinearNet
+from models import HAND_X, HandCamNet, LinearNet, close
 
 U = np.array([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]], dtype=np.float32)
 
-
-def close(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float32), rtol=0, atol=atol)
 
 
 def test_hand_model_scores_and_upsampling_matrix():

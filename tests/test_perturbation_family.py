@@ -6,16 +6,13 @@ import pytest
 import torch
 
 import vexplain as vx
-from models import LinearNet, images, onnx_bytes, seeded_cnn
+from models import LinearNet, close, images, onnx_bytes, seeded_cnn
 from vexplain.plugins.rise import MaskSource
 
 #: bilinear 2 -> 6 (align_corners=False): source row (i + 0.5) / 3 - 0.5 = -1/3 (clamped to 0),
 #: 0, 1/3, 2/3, 1, 4/3 (clamped to 1)
 U6 = np.array([[1, 0], [1, 0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0, 1], [0, 1]])
 
-
-def close(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=atol)
 
 
 def test_masks_by_hand_cells_2_on_4x4():
@@ -69,7 +66,9 @@ def test_rise_of_a_constant_model_is_its_score_times_mask_mean():
     x = np.ones((1, 1, 8, 8), np.float32)
     exp = vx.explain(LinearNet(np.zeros((2, 64)), [2.0, -1.0]), x, method="rise", targets=0, masks=2000, cells=4)
     assert exp.options["p"] == 0.5 and exp.options["cells"] == 4
-    close(exp.maps, np.full((1, 8, 8), 2.0), atol=0.15)
+    masks = MaskSource(2000, cells=4, p=0.5, seed=0, size=(8, 8), device=torch.device("cpu")).chunk(0, 2000).numpy()
+    close(exp.maps, 2.0 * masks.mean(axis=0, keepdims=True) / 0.5, atol=1e-5)  # exactly, for these masks
+    close(exp.maps, np.full((1, 8, 8), 2.0), atol=0.15)  # and near b, as their mean is near p
 
 
 def test_rise_defaults_recorded():

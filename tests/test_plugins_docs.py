@@ -15,7 +15,7 @@ import torch
 import vexplain as vx
 from vexplain.core import hookspecs
 from vexplain.core.adapter import ALL_CAPABILITIES
-from vexplain.core.registry import DISABLE_VARIABLE, ENTRY_POINT_GROUP, REGISTRY
+from vexplain.core.registry import DISABLE_VARIABLE, ENTRY_POINT_GROUP
 
 try:
     import test_plugins_support as support
