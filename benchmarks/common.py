@@ -73,13 +73,15 @@ class PeakMemory:
         self.megabytes = (self._peak - self._start) / 2**20
 
 
-def environment() -> dict[str, Any]:
+def environment(device: Any = None) -> dict[str, Any]:
+    """Versions, CPU count and load of this machine; with a CUDA ``device`` also the GPU, the CUDA
+    version and the TF32 flags."""
     import captum
     import numpy
     import onnxruntime
     import torch
 
-    return {
+    env = {
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -91,6 +93,12 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
+    if device is not None and torch.device(device).type == "cuda":
+        env.update(
+            device=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32, matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+        )
+    return env
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
@@ -151,3 +159,24 @@ def timed_with_peak_memory(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     with PeakMemory() as peak:
         seconds, result = timed(fn)
     return seconds, peak.megabytes, result
+
+
+#: largest |difference| between two exact results, relative to max(1, their peak |value|)
+AGREEMENT = 1e-4
+
+
+def agrees(max_abs_diff: float, peak: float = 1.0) -> bool:
+    """Whether two results that should be equal are, within ``AGREEMENT`` × max(1, ``peak``)."""
+    return max_abs_diff <= AGREEMENT * max(1.0, peak)
+
+
+def write_results(path: Path | None, name: str, **payload: Any) -> None:
+    """``{"benchmark": name, **payload}`` as JSON at ``path`` (folders made), when a path is given."""
+    import json
+
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": name, **payload}, indent=2))
+    print(f"\nwrote {path}")

@@ -22,7 +22,6 @@ ways' maps are computed from their own scores with the same formula). Timings ar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import environment, median_of, print_table, timed
+from benchmarks.common import agrees, environment, median_of, print_table, timed, write_results
 from benchmarks.models import case_model
 
 
@@ -175,11 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['seconds']['ablationcam_full_batched'] * 1e3:.1f}", f"{r['ablationcam_speedup_vs_full_loop']:.1f}x",
                   f"{r['ablationcam_speedup_vs_full_batched']:.1f}x", f"{r['ablationcam_onnx_speedup_vs_full_loop']:.1f}x",
                   r["ablationcam_max_abs_diff_torch"], r["ablationcam_max_abs_diff_onnx"], r["ablationcam_peak"], r["ablation_engine"]] for r in results])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "cam_family", "quick": args.quick, "repeats": repeats, "environment": env, "results": results}, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0
+    write_results(args.json, "cam_family", quick=args.quick, repeats=repeats, environment=env, results=results)
+    exact = all(agrees(r["scorecam_max_abs_diff"], r["scorecam_peak"]) and agrees(r["ablationcam_max_abs_diff_torch"], r["ablationcam_peak"])
+                and agrees(r["ablationcam_max_abs_diff_onnx"], r["ablationcam_peak"]) for r in results)
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":

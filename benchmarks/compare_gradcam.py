@@ -20,7 +20,6 @@ Captum's (max |diff|).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import environment, median_of, print_table
+from benchmarks.common import agrees, environment, median_of, print_table, write_results
 from benchmarks.models import case_model
 
 
@@ -119,12 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{q['vexplain_model']:.2f}x", f"{q['vexplain_adapter']:.2f}x", f"{q['captum_layergradcam']:.2f}x",
                      r["layer_maps_max_abs_diff_vs_captum"]])
     print_table(headers, rows)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "gradcam", "quick": args.quick, "repeats": repeats,
-                                         "environment": env, "results": results}, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0
+    write_results(args.json, "gradcam", quick=args.quick, repeats=repeats, environment=env, results=results)
+    return 0 if all(agrees(r["layer_maps_max_abs_diff_vs_captum"]) for r in results) else 1
 
 
 if __name__ == "__main__":

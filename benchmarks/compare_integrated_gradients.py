@@ -22,7 +22,6 @@ and the max |difference| of the attributions.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import environment, median_of, print_table
+from benchmarks.common import agrees, environment, median_of, print_table, write_results
 from benchmarks.models import case_model
 
 def cases(quick: bool) -> list[dict]:
@@ -129,12 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                      "–" if r["ratio_vexplain_vs_captum_one_pass"] is None else f"{r['ratio_vexplain_vs_captum_one_pass']:.2f}x",
                      r["attributions_max_abs_diff"], r["attributions_max_abs"]])
     print_table(headers, rows)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "integrated_gradients", "quick": args.quick, "repeats": repeats,
-                                         "steps": steps, "environment": env, "results": results}, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0
+    write_results(args.json, "integrated_gradients", quick=args.quick, repeats=repeats, steps=steps, environment=env, results=results)
+    return 0 if all(agrees(r["attributions_max_abs_diff"], r["attributions_max_abs"]) for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ approximate modes the SSIM and Spearman correlation of each image's map against 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,10 +31,9 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import case_record, environment, interleaved_rounds, print_table, timed, timed_with_peak_memory
+from benchmarks.common import agrees, case_record, environment, interleaved_rounds, print_table, timed, timed_with_peak_memory, write_results
 from benchmarks.models import case_model
 
-TOLERANCE = 1e-4
 APPROXIMATE = {"drilldown": {"mode": "drilldown"}, "field_0.5": {"field_limit": 0.5}, "drilldown+field_0.5": {"mode": "drilldown", "field_limit": 0.5}}
 
 
@@ -115,7 +113,7 @@ def run_case(case: dict, repeats: int) -> dict:
         "captum_best": best_captum,
         "ratios": {name: best[best_captum] / best[name] for name in contenders if not name.startswith("captum")},
         "max_abs_diff_vs_captum": diffs,
-        "maps_agree": all(v <= TOLERANCE for v in diffs.values()),
+        "maps_agree": all(agrees(v) for v in diffs.values()) and last["incremental"].options["engine"] == "incremental",
         "approximate": approximate,
         "incremental_fallback": last["incremental"].options.get("engine_fallback"),
     }
@@ -156,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
           f"captum {env['captum']}, {env['cpu_count']} CPUs, load average {env['load_average_at_start']}")
     results = [run_case(c, args.repeats) for c in cases(args.quick) if args.only in (None, c["name"])]
     print_results(results, args.repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "occlusion", "quick": args.quick, "repeats": args.repeats,
-                                         "environment": env, "results": results}, indent=2))
+    write_results(args.json, "occlusion", quick=args.quick, repeats=args.repeats, environment=env, results=results)
     return 0 if all(r["maps_agree"] for r in results) else 1
 
 

@@ -13,7 +13,6 @@ kept), the exact engines and each approximate mode, and prints ``captum_best / c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import environment, print_table, timed
+from benchmarks.common import agrees, environment, print_table, timed, write_results
 
 WINDOW = 8
 MODES = {
@@ -88,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"exact incremental vs Captum max |diff|: {max_diff:.1e}")
     for name, q in quality.items():
         print(f"SSIM per image, {name}: " + " ".join(f"{v:.3f}" for v in q["ssim"]))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "occlusion-approximate", "environment": env, "window": WINDOW, "stride": args.stride,
-                                         "seconds": seconds, "captum_best": best_captum, "quality": quality, "max_abs_diff": max_diff}, indent=2))
-    return 0 if max_diff <= 1e-4 else 1
+    write_results(args.json, "occlusion-approximate", environment=env, window=WINDOW, stride=args.stride,
+                  seconds=seconds, captum_best=best_captum, quality=quality, max_abs_diff=max_diff)
+    return 0 if agrees(max_diff) else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ float32 incremental map with ``exp.options["precision_error"]``. TF32 stays at P
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -35,7 +34,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import case_record, interleaved_rounds, print_table
+from benchmarks.common import agrees, case_record, environment, interleaved_rounds, print_table, write_results
 from benchmarks.models import case_model
 
 CAPTUM_PPE = (256, 1024)
@@ -188,20 +187,6 @@ def print_results(results: list[dict], repeats: int) -> None:
         print(r["case"] + ": " + ", ".join(f"{name} {mb:.0f}" for name, mb in r["peak_gpu_mb"].items()))
 
 
-def environment(device: torch.device) -> dict:
-    import captum
-
-    return {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "captum": captum.__version__,
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small cases: a smoke run")
@@ -236,13 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         if case["name"] not in throughput and case["name"] != "demo":
             throughput[case["name"]] = forward_throughput(models[case["name"]][0], case["size"], device, batch=8 if args.quick else 256)
             print(f"{case['name']}: plain float32 forward at batch 256: {throughput[case['name']]:.0f} images/s", flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"benchmark": "occlusion-gpu", "repeats": args.repeats, "environment": env,
-                                             "forward_images_per_s": throughput, "results": results}, indent=2))
+        write_results(args.json, "occlusion-gpu", repeats=args.repeats, environment=env, forward_images_per_s=throughput, results=results)
     if results:
         print_results(results, args.repeats)
-    return 0 if len(results) == len(planned) else 1
+    tf32_off = [r["max_abs_diff_vs_captum_tf32_off"] for r in results if r["max_abs_diff_vs_captum_tf32_off"] is not None]
+    return 0 if len(results) == len(planned) and all(agrees(diff) for diff in tf32_off) else 1
 
 
 if __name__ == "__main__":

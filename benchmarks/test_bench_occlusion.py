@@ -1,5 +1,5 @@
-"""Occlusion engines on the demo model: ONNX Runtime (cached export) and torch, with Captum's
-``Occlusion`` as the reference, batch 1 and 16, window 8, stride 4."""
+"""Occlusion engines on the demo model: incremental (the CPU default), ONNX Runtime (cached export)
+and torch, with Captum's ``Occlusion`` as the reference, batch 1 and 16, window 8, stride 4."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from benchmarks.conftest import OCCLUSION_WINDOW, record
 
 
 @pytest.mark.parametrize("batch", [1, 16])
-@pytest.mark.parametrize("engine", ["onnx", "torch"])
+@pytest.mark.parametrize("engine", ["incremental", "onnx", "torch"])
 def test_vexplain_occlusion(benchmark, demo, demo_batches, occlusion_stride, engine, batch):
     model, weights = demo
     inputs = demo_batches[batch]
