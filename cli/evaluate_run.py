@@ -28,8 +28,7 @@ class MethodRun:
     """One method's maps on the data set and its evaluation by each metric."""
 
     name: str
-    maps: np.ndarray | None = None
-    explanation: Any = None  # the Explanation (None for the random baseline)
+    explanation: Any = None  # the Explanation (the random baseline's too: random maps, the model's scores)
     overlays: np.ndarray | None = None
     seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
@@ -93,9 +92,8 @@ def run_all(
                 if reason:
                     run.not_applicable[metric.name] = reason
                     continue
-                source = run.maps if run.explanation is None else run.explanation
                 run.evaluations[metric.name] = evaluate(
-                    adapter, inputs, source, metric=metric.name, targets=run.options["targets"], masks=data.masks,
+                    adapter, inputs, run.explanation, metric=metric.name, masks=data.masks,
                     **metric_options.get(metric.name, {}),
                 )
         except Exception as error:  # recorded and reported: one unfinished plugin must not sink the run
@@ -113,15 +111,15 @@ def _explain(run: MethodRun, adapter: ModelAdapter, inputs: torch.Tensor, data: 
     started = time.perf_counter()
     if run.name == RANDOM_BASELINE:
         maps = np.random.default_rng(seed).random((len(inputs), *inputs.shape[2:])).astype(np.float32)
-        targets = data.labels if data.labels is not None else adapter.forward(inputs).argmax(1).cpu().numpy()
-        exp = Explanation(maps=maps, targets=np.asarray(targets), scores=np.zeros((len(maps), 0), np.float32), method=RANDOM_BASELINE)
+        scores = adapter.forward(inputs).cpu().numpy()  # once: every metric then reuses them
+        targets = data.labels if data.labels is not None else scores.argmax(1)
+        exp = Explanation(maps=maps, targets=np.asarray(targets), scores=scores, method=RANDOM_BASELINE)
         run.options = {"targets": exp.targets, "used": {"seed": seed}}
     else:
         exp = explain(adapter, inputs, method=run.name, targets=data.labels, **options)
-        run.explanation = exp
         run.options = {"targets": exp.targets, "used": exp.options}
+    run.explanation = exp
     run.seconds = time.perf_counter() - started
-    run.maps = exp.maps
     run.overlays = exp.overlay(data.images)
 
 
