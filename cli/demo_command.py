@@ -37,10 +37,12 @@ def add_parser(subcommands: Any) -> None:
 
 def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per map: whether its argmax (first on ties) lies in the box (x0, y0, x1, y1; end-exclusive), and the peaks."""
-    flat = maps.reshape(len(maps), -1).argmax(axis=1)
-    rows, cols = np.unravel_index(flat, maps.shape[1:])
-    hits = (cols >= boxes[:, 0]) & (cols < boxes[:, 2]) & (rows >= boxes[:, 1]) & (rows < boxes[:, 3])
-    return hits, np.stack([rows, cols], axis=1)
+    from vexplain.core.evaluation import as_masks
+    from vexplain.plugins.metric_pointing_game import peaks, within
+
+    points = peaks(torch.from_numpy(np.ascontiguousarray(maps)))
+    hits = within(points, as_masks(boxes, len(maps), tuple(maps.shape[1:])), tolerance=0)
+    return hits.numpy(), points.numpy()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,12 +30,12 @@ def peaks(maps: torch.Tensor) -> torch.Tensor:
 def within(points: torch.Tensor, masks: torch.Tensor, tolerance: int) -> torch.Tensor:
     """bool ``(N,)``: whether each (row, column) point lies within ``tolerance`` pixels (Euclidean)
     of some pixel of its mask."""
-    hits = []
-    for point, mask in zip(points, masks):
-        rows, cols = torch.nonzero(mask, as_tuple=True)
-        squared = (rows - point[0]) ** 2 + (cols - point[1]) ** 2
-        hits.append(bool((squared <= tolerance**2).any()))
-    return torch.tensor(hits)
+    height, width = masks.shape[1:]
+    points = points.to(masks.device)
+    rows = torch.arange(height, device=masks.device)[None, :, None] - points[:, 0, None, None]
+    cols = torch.arange(width, device=masks.device)[None, None, :] - points[:, 1, None, None]
+    near = rows**2 + cols**2 <= tolerance**2
+    return (masks.bool() & near).flatten(1).any(dim=1).cpu()
 
 
 class PointingGame(Metric):
