@@ -342,7 +342,7 @@ class TorchAdapter(ModelAdapter):
         return capture.output
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
-        """A forward hook swaps ``layer``'s output for the batch (see ``torch_ablation``); the mode used is in ``replacement_modes``."""
+        """A forward hook swaps ``layer``'s output for the batch (see ``torch_ablation``); the mode used is in ``replacement_engine``."""
         if ACTIVATION_REPLACEMENT not in self.capabilities:
             raise self._unsupported(ACTIVATION_REPLACEMENT, "TorchScript modules take no hooks")
         from .torch_ablation import replaced_scores
@@ -354,6 +354,10 @@ class TorchAdapter(ModelAdapter):
             )
         self.replacement_modes[layer] = mode
         return scores
+
+    def replacement_engine(self, layer: str) -> str:
+        mode = self.replacement_modes.get(layer)
+        return "torch hook" if mode is None else f"torch hook ({mode})"
 
     def classifier_weights(self) -> torch.Tensor:
         if self._score_function is not None:

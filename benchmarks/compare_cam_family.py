@@ -142,7 +142,7 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
         "ablationcam_max_abs_diff_torch": diff(results["ablationcam_vexplain_torch"], results["ablationcam_full_loop"]),
         "ablationcam_max_abs_diff_onnx": diff(results["ablationcam_vexplain_onnx"], results["ablationcam_full_loop"]),
         "ablationcam_peak": peak,
-        "ablation_engine": getattr(adapter, "replacement_modes", {}).get(layer),
+        "ablation_engine": adapter.replacement_engine(layer),
     }
 
 

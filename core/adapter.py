@@ -163,6 +163,10 @@ class ModelAdapter(ABC):
         of the ``B`` activations ``(B, c, h, w)``; backends recompute only what follows the layer."""
         raise self._unsupported(ACTIVATION_REPLACEMENT)
 
+    def replacement_engine(self, layer: str) -> str:
+        """How ``replaced_scores`` ran for ``layer`` (after a call), for ``exp.options``."""
+        return f"{self.backend} graph split"
+
     def layers(self) -> list[str]:
         """Names a user can pass as ``layer=``."""
         return []

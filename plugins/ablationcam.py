@@ -55,9 +55,7 @@ class AblationCam(CamExplainer):
                 batch[torch.arange(len(channels), device=acts.device), channels] = 0
                 scores = step.adapter.replaced_scores(step.inputs[i : i + 1], step.layer, batch).to(acts.device)
                 ablated[i, channels] = scores[:, step.targets[i]]
-        modes = getattr(step.adapter, "replacement_modes", {})
-        engine = f"torch hook ({modes[step.layer]})" if step.layer in modes else f"{step.adapter.backend} graph split"
-        step.notes.update({"ablation_engine": engine, "ablated_forwards": n * c, "batch_size": batch_size})
+        step.notes.update({"ablation_engine": step.adapter.replacement_engine(step.layer), "ablated_forwards": n * c, "batch_size": batch_size})
         return (base[:, None] - ablated) / base[:, None]
 
 

@@ -86,18 +86,18 @@ class Road(Metric):
             return noisy_linear_impute(images[image], remove, options["noise"], rng)
 
         def build(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
-            # the sparse solves dominate ROAD's cost and release the GIL: one per CPU at a time
-            with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-                for slot, imputed in enumerate(pool.map(impute, range(start, stop))):
-                    out[slot] = torch.from_numpy(imputed.astype(np.float32))
+            for slot, imputed in enumerate(pool.map(impute, range(start, stop))):
+                out[slot] = torch.from_numpy(imputed.astype(np.float32))
             return out
 
         batch_size = derived_batch_size(options, inputs.shape[1:])
         scorer = case.adapter.scorer(options["engine"], sample=inputs[:1])
         row_targets = case.targets.to(device).repeat_interleave(per_image)
-        probabilities = target_probabilities(
-            scorer, n * per_image, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name
-        ).view(n, len(ORDERS), len(steps)).numpy()
+        # the sparse solves dominate ROAD's cost and release the GIL: one per CPU at a time
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            probabilities = target_probabilities(
+                scorer, n * per_image, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name
+            ).view(n, len(ORDERS), len(steps)).numpy()
         morf, lerf = probabilities[:, 0], probabilities[:, 1]
         return MetricResult(
             values={"gap": lerf.mean(axis=1) - morf.mean(axis=1), "morf": morf.mean(axis=1), "lerf": lerf.mean(axis=1)},
