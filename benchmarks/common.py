@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: timing, environment description, table printing."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -180,3 +181,29 @@ def write_results(path: Path | None, name: str, **payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": name, **payload}, indent=2))
     print(f"\nwrote {path}")
+
+
+def bench_parser(doc: str, repeats: int, quick_repeats: int, quick_help: str, cases: bool = True) -> argparse.ArgumentParser:
+    """The options the compare scripts share: ``--quick``, ``--json``, ``--repeats`` (median of that
+    many timed calls; default ``repeats``, ``quick_repeats`` with ``--quick``) and, with ``cases``,
+    ``--case MODEL-BATCH`` (repeatable). Read the repeats with :func:`repeats_of`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
+    if cases:
+        parser.add_argument("--case", action="append", help="run only this case, as MODEL-BATCH (e.g. resnet18-1); repeatable")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed calls per contender, median kept (default {repeats}, quick {quick_repeats})")
+    parser.set_defaults(default_repeats=(repeats, quick_repeats))
+    return parser
+
+
+def repeats_of(args: Any) -> int:
+    """``--repeats``, or the default of a ``bench_parser`` for a normal or ``--quick`` run."""
+    repeats, quick_repeats = args.default_repeats
+    return args.repeats or (quick_repeats if args.quick else repeats)
+
+
+def chosen_cases(all_cases: list[dict], args: Any) -> list[dict]:
+    """The cases named by ``--case MODEL-BATCH``, or all of them."""
+    return [c for c in all_cases if not args.case or f"{c['name']}-{c['batch']}" in args.case]

@@ -21,7 +21,6 @@ ways' maps are computed from their own scores with the same formula). Timings ar
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import agrees, environment, median_of, print_table, timed, write_results
+from benchmarks.common import agrees, bench_parser, chosen_cases, environment, median_of, print_table, repeats_of, timed, write_results
 from benchmarks.models import case_model
 
 
@@ -147,19 +146,14 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one timed call")
-    parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
-    parser.add_argument("--case", action="append", help="run only this case, as MODEL-BATCH (e.g. resnet18-1); repeatable")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender, median kept (default 3, quick 1)")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    args = bench_parser(__doc__, repeats=3, quick_repeats=1, quick_help="small sizes, one timed call").parse_args(argv)
+    repeats = repeats_of(args)
 
     env = environment()
     print(f"torch {env['torch']} ({env['torch_threads']} threads), onnxruntime {env['onnxruntime']}, {env['cpu_count']} CPUs, "
           f"load average {env['load_average_at_start']}")
     models: dict = {}
-    results = [run_case(c, repeats, models) for c in cases(args.quick) if not args.case or f"{c['name']}-{c['batch']}" in args.case]
+    results = [run_case(c, repeats, models) for c in chosen_cases(cases(args.quick), args)]
 
     print("\nScore-CAM: ms; ratio = plain loop / vexplain; max|diff| of layer maps (peak)")
     print_table(["model", "batch", "C", "vexplain", "plain loop", "ratio", "max|diff|", "peak"],

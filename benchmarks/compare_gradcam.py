@@ -19,7 +19,6 @@ Captum's (max |diff|).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import agrees, environment, median_of, print_table, write_results
+from benchmarks.common import agrees, bench_parser, environment, median_of, print_table, repeats_of, write_results
 from benchmarks.models import case_model
 
 
@@ -94,12 +93,8 @@ def run_case(case: dict, repeats: int, models: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender, median kept (default 7, quick 3)")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 7)
+    args = bench_parser(__doc__, repeats=7, quick_repeats=3, quick_help="small sizes, few repeats", cases=False).parse_args(argv)
+    repeats = repeats_of(args)
 
     env = environment()
     print(f"torch {env['torch']} ({env['torch_threads']} threads), captum {env['captum']}, {env['cpu_count']} CPUs, "

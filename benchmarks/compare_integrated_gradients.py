@@ -21,7 +21,6 @@ and the max |difference| of the attributions.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks.common import agrees, environment, median_of, print_table, write_results
+from benchmarks.common import agrees, bench_parser, chosen_cases, environment, median_of, print_table, repeats_of, write_results
 from benchmarks.models import case_model
 
 def cases(quick: bool) -> list[dict]:
@@ -99,21 +98,17 @@ def run_case(case: dict, repeats: int, steps: int, models: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats, 16 steps")
-    parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
-    parser.add_argument("--case", action="append", help="run only this case, as MODEL-BATCH (e.g. resnet18-1); repeatable")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender, median kept (default 5, quick 2)")
+    parser = bench_parser(__doc__, repeats=5, quick_repeats=2, quick_help="small sizes, few repeats, 16 steps")
     parser.add_argument("--steps", type=int, default=None, help="path points per image (default 50, quick 16)")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = repeats_of(args)
     steps = args.steps or (16 if args.quick else 50)
 
     env = environment()
     print(f"torch {env['torch']} ({env['torch_threads']} threads), captum {env['captum']}, {env['cpu_count']} CPUs, "
           f"load average {env['load_average_at_start']}; median of {repeats} after 1 warm-up call")
     models: dict = {}
-    results = [run_case(c, repeats, steps, models) for c in cases(args.quick) if not args.case or f"{c['name']}-{c['batch']}" in args.case]
+    results = [run_case(c, repeats, steps, models) for c in chosen_cases(cases(args.quick), args)]
 
     print("\nmedian ms; ratio = vexplain / Captum")
     headers = ["model", "batch", "steps", "points/pass", "plain fwd+bwd", "vexplain", "captum (same batches)", "captum (one pass)",
