@@ -11,6 +11,7 @@ from .adapter import ModelAdapter
 from .errors import ModelLoadError
 from .explanation import Explanation
 from .inputs import as_input_tensor
+from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
 from .targets import Targets, TargetRequest
@@ -57,7 +58,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     if request.score_function is not None:
         adapter = adapter.with_score_function(request.score_function)
     prepared = time.perf_counter()
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), collecting() as warnings:
         result = explainer_class().attribute(adapter, tensor, request, resolved)
     computed = time.perf_counter()
 
@@ -72,6 +73,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
         options={**resolved, **result.notes, "targets": request.description, "backend": adapter.backend},
         attributions=numpy(result.attributions),
         layer_maps=numpy(result.layer_maps),
+        warnings=warnings,
     )
     finished = time.perf_counter()
     explanation.timings = {

@@ -26,6 +26,8 @@ class Explanation:
         attributions: float32 ``(N, C, H, W)`` for methods with per-channel values, else None.
         layer_maps: float32 ``(N, h, w)`` at the layer's resolution for layer methods (with several
             layers, ``(N, L, H, W)``: each layer's raw map upsampled to the input), else None.
+        warnings: one line per condition that makes the result doubtful (non-finite scores,
+            saturated outputs, an all-zero or constant map, ...); empty when nothing was noticed.
     """
 
     maps: np.ndarray
@@ -36,6 +38,7 @@ class Explanation:
     timings: dict[str, float] = field(default_factory=dict)
     attributions: np.ndarray | None = None
     layer_maps: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
