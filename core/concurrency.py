@@ -176,3 +176,8 @@ def no_model_running() -> contextlib.AbstractContextManager:
     global precision flags): no other thread runs a model inside the block."""
     return MODEL_RUNS.exclusive()
 
+
+#: held while code seeds and draws from torch's global generator (``torch.random.fork_rng`` +
+#: ``manual_seed``: ``reset_parameters()`` has no generator argument), so two such draws in two
+#: threads never interleave; code outside vexplain drawing meanwhile is not held back
+GLOBAL_RNG = threading.Lock()

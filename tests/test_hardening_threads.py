@@ -157,6 +157,60 @@ def test_evaluate_concurrently_with_explain_on_the_same_model(x):
     assert training_flags(model) == before_flags
 
 
+class Drawing(nn.Module):
+    """A linear layer whose ``reset_parameters`` draws twice from torch's global generator and
+    records the draws. Between them it waits briefly for a partner's first draw, and before
+    returning for the partner's second: unguarded, the two threads' seeding and draws interleave."""
+
+    def __init__(self, events: dict[str, threading.Event], me: str, partner: str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1.0, 1.0, 2 * 3 * 4 * 4).reshape(2, -1))
+        self.events, self.me, self.partner = events, me, partner
+        self.draws: list[tuple[float, float]] = []
+
+    def reset_parameters(self) -> None:
+        first = float(torch.rand(()))
+        self.events[f"{self.me} first"].set()
+        self.events[f"{self.partner} first"].wait(0.5)
+        second = float(torch.rand(()))
+        self.events[f"{self.me} second"].set()
+        self.events[f"{self.partner} second"].wait(0.5)
+        self.draws.append((first, second))
+        self.weight.copy_(torch.full_like(self.weight, first))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1) @ self.weight.T
+
+
+def drawing_events(already_set: bool = False) -> dict[str, threading.Event]:
+    events = {f"{who} {draw}": threading.Event() for who in "ab" for draw in ("first", "second")}
+    for event in events.values():
+        if already_set:
+            event.set()
+    return events
+
+
+def test_randomization_of_different_models_at_once_draws_as_single_threaded():
+    """Re-initialisation seeds torch's global generator and draws from it; two threads doing it at
+    once on two models (each with its own seed) must not interleave their draws."""
+    x = images(1, size=4, seed=0)
+    seeds = {"a": 0, "b": 7}
+    expected = {}
+    for name, seed in seeds.items():
+        alone = Drawing(drawing_events(already_set=True), name, "b" if name == "a" else "a")  # never waits
+        vx.evaluate(alone, x, "saliency", metric="randomization", targets=0, seed=seed)
+        expected[name] = alone.draws
+    assert expected["a"] != expected["b"]
+    events = drawing_events()
+    models = {"a": Drawing(events, "a", "b"), "b": Drawing(events, "b", "a")}
+
+    def worker(name: str) -> Callable[[], None]:
+        return lambda: vx.evaluate(models[name], x, "saliency", metric="randomization", targets=0, seed=seeds[name])
+
+    raise_first(run_threads([worker("a"), worker("b")]))
+    assert {name: m.draws for name, m in models.items()} == expected
+
+
 ONNX_CASES: dict[str, dict[str, Any]] = {
     "occlusion": {"window": 4, "stride": 4},
     "cam": {},
