@@ -2,6 +2,7 @@
 from initializers. Gradients are not available (ONNX Runtime's inference build has no autograd)."""
 from __future__ import annotations
 
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,11 +32,15 @@ class OnnxAdapter(ModelAdapter):
     ``providers`` defaults to CUDA (when installed) then CPU; ``batch_size`` (default 64) bounds
     each run. A graph with a fixed batch dimension is run in batches of exactly that size.
     Activations and classifier weights need the graph, which an ``InferenceSession`` built from
-    a file path still gives; one built from bytes supports ``forward`` only.
+    a file path still gives; one built from bytes supports ``forward`` only. Calls may overlap
+    (ONNX Runtime sessions are thread-safe and nothing here changes the model); the sessions
+    built lazily per layer are made once, under a lock.
     """
 
     backend = "onnx"
     capabilities = frozenset({FORWARD, ACTIVATIONS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT})
+    #: concurrent explain/evaluate calls run in parallel (``core/concurrency.py``)
+    exclusive_keys: tuple = ()
 
     def __init__(self, source: Any, providers: Sequence[str] | None = None, batch_size: int = 64, threads: int | None = None, name: str | None = None):
         super().__init__()
@@ -70,6 +75,7 @@ class OnnxAdapter(ModelAdapter):
         self._ranks: dict[str, int | None] | None = None
         self._extended: dict[str, Any] = {}
         self._tails: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def input_channels(self) -> int | None:
@@ -93,8 +99,9 @@ class OnnxAdapter(ModelAdapter):
     def layers(self) -> list[str]:
         if self.model is None:
             return []
-        if self._ranks is None:
-            self._ranks = tensor_ranks(self.model)
+        with self._cache_lock:
+            if self._ranks is None:
+                self._ranks = tensor_ranks(self.model)
         return [name for name, rank in self._ranks.items() if rank in (4, None)]
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
@@ -118,20 +125,22 @@ class OnnxAdapter(ModelAdapter):
             from .onnx_split import Tail, tail_model
 
             self.check_layer(layer)
-            data, reads_input = tail_model(self.model, layer, self.output_name)
-            session = make_session(data, self.providers, self.threads)
-            tail = Tail(session, layer, self.input_name, self.output_name, reads_input, self.fixed_batch)
-            self._tails[layer] = tail
+            with self._cache_lock:
+                tail = self._tails.get(layer)
+                if tail is None:
+                    data, reads_input = tail_model(self.model, layer, self.output_name)
+                    session = make_session(data, self.providers, self.threads)
+                    tail = self._tails[layer] = Tail(session, layer, self.input_name, self.output_name, reads_input, self.fixed_batch)
         return tail.run(inputs, activations)
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if self.model is None:
             raise self._unsupported(ACTIVATIONS, "the session was built without a graph vexplain can read")
         self.check_layer(layer)
-        session = self._extended.get(layer)
-        if session is None:
-            session = make_session(with_extra_outputs(self.model, [layer]), self.providers, self.threads)
-            self._extended[layer] = session
+        with self._cache_lock:
+            session = self._extended.get(layer)
+            if session is None:
+                session = self._extended[layer] = make_session(with_extra_outputs(self.model, [layer]), self.providers, self.threads)
         scores, acts = run_batched(session, self.input_name, [self.output_name, layer], inputs, self.batch_size, self.fixed_batch)
         return ActivationResult(activations=acts, scores=scores)
 

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import torch
 
+from vexplain.core.concurrency import no_model_running
+
 _CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
@@ -36,10 +38,13 @@ def _digest(tensor: torch.Tensor) -> str:
 
 
 def export_onnx(module: torch.nn.Module, input_shape: tuple[int, int, int], opset: int = 17) -> bytes:
-    """The module (in eval mode, on the CPU) as ONNX bytes with a dynamic batch dimension."""
+    """The module (in eval mode, on the CPU) as ONNX bytes with a dynamic batch dimension.
+
+    No other model runs meanwhile: the exporter's state (``torch.onnx.is_in_onnx_export()``,
+    the opset) and the warning filters it runs under are process-wide."""
     dummy = torch.zeros((1, *input_shape), dtype=torch.float32, device=_device_of(module))
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with no_model_running(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # a tracer warning means Python control flow or a Python number was frozen into the graph
         # (a branch on a tensor's value, say): the export would silently compute something else

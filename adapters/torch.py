@@ -28,6 +28,7 @@ from vexplain.core.adapter import (
     ModelAdapter,
     Scorer,
 )
+from vexplain.core.concurrency import no_model_running, running_model
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.perturbation import batched_box_scorers
@@ -108,6 +109,12 @@ class TorchAdapter(ModelAdapter):
             return tensor.device
         return torch.device("cpu")
 
+    @property
+    def exclusive_keys(self) -> tuple[torch.nn.Module, ...]:
+        """Every module of the model: calls on one model, through any adapter, and on models that
+        share a submodule (a backbone under two heads) run one at a time."""
+        return tuple(self.model.modules())
+
     def describe(self) -> str:
         kind = "TorchScript" if isinstance(self.model, torch.jit.ScriptModule) else "PyTorch"
         return f"{kind} model '{self.name}'"
@@ -125,10 +132,12 @@ class TorchAdapter(ModelAdapter):
     def _call(self, batch: torch.Tensor) -> Any:
         """The model on ``batch``; a failure on inputs whose channel count differs from the first
         convolution's becomes ``InvalidInput`` (checked only after a failure, so a model that
-        adapts its input itself is never refused)."""
+        adapts its input itself is never refused). Holds the shared model-run lock, so no fx
+        trace or ONNX export in another thread overlaps it (``core/concurrency.py``)."""
         try:
-            output = self.model(batch)
-            return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
+            with running_model():
+                output = self.model(batch)
+                return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
         except RuntimeError as error:
             self._raise_if_wrong_channels(batch, error)
             raise
@@ -211,7 +220,7 @@ class TorchAdapter(ModelAdapter):
                 scorer.notes["engine_reason"] = reason
         if precision == "fp32":
             return scorers
-        with true_float32():
+        with no_model_running(), true_float32():  # the TF32 flags are process-wide
             exact = self.forward(images)
         error = precision_error(exact, torch.stack([scorer.base for scorer in scorers]))
         for scorer in scorers:

@@ -18,6 +18,7 @@ import torch
 from torch import fx
 
 from vexplain.core.adapter import BoxScorer
+from vexplain.core.concurrency import no_model_running, running_model
 
 from .incremental_geometry import Patched, channels_last, materialize
 from .incremental_ops import GlobalMeanRule, PointwiseRule, WindowRule, call_rule, foldable_batch_norm, has_call_rule, module_rule
@@ -62,7 +63,8 @@ class IncrementalOcclusion:
 
     def __init__(self, model: torch.nn.Module):
         try:
-            self.graph_module = fx.symbolic_trace(model)
+            with no_model_running():  # the tracer patches torch.nn.Module for the whole process
+                self.graph_module = fx.symbolic_trace(model)
         except Exception as error:  # tracing fails in many ways on dynamic control flow
             raise NotIncremental(f"torch.fx cannot trace it ({type(error).__name__}: {str(error).splitlines()[0][:120]})") from None
         self.nodes = list(self.graph_module.graph.nodes)
@@ -254,18 +256,20 @@ def incremental_box_scorers(
     the clean pass ran under, for each batch).
     ``to_scores`` turns the model's raw output for ``count`` inputs into ``(count, K)`` scores."""
     engine = incremental_engine(model)
-    passes, output = engine.clean_passes(images)
-    bases = to_scores(output, len(images))
+    with running_model():
+        passes, output = engine.clean_passes(images)
+        bases = to_scores(output, len(images))
     notes: dict[str, Any] = {"incremental_layers": engine.incremental_layers}
     if field_limit is not None:
         notes["field_limit"] = field_limit
 
     def scorer(clean: CleanPass, base: torch.Tensor) -> BoxScorer:
         def run(tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
-            with eval_context():
+            with eval_context(), running_model():
                 output = engine.scores(clean, tops, lefts, window, baseline, field_limit)
+                scores = to_scores(output, len(tops))
             notes["incremental_work"] = round(clean.work_fraction() or 1.0, 4)
-            return to_scores(output, len(tops))
+            return scores
 
         return BoxScorer(run, base, "incremental", notes)
 

@@ -88,6 +88,13 @@ class ModelAdapter(ABC):
         """The channel count the model takes, when the backend knows it."""
         return None
 
+    @property
+    def exclusive_keys(self) -> tuple[Any, ...]:
+        """The objects whose locks an ``explain``/``evaluate`` call holds (``core/concurrency.py``):
+        two calls that share one run one after the other. By default the adapter itself; empty
+        when calls may overlap (the backend is thread-safe and the model is never changed)."""
+        return (self,)
+
     def describe(self) -> str:
         """A short human name, used in messages: e.g. ``"ONNX Runtime model 'net.onnx'"``."""
         return f"{self.backend} model"

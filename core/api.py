@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .adapter import ModelAdapter
+from .concurrency import one_call_per_model
 from .errors import ModelLoadError
 from .explanation import Explanation
 from .inputs import as_input_tensor
@@ -38,6 +39,7 @@ def adapt(model: Any, **options: Any) -> ModelAdapter:
     )
 
 
+@one_call_per_model(adapt)
 def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets = None, **options: Any) -> Explanation:
     """Explain ``model``'s scores on ``inputs`` with ``method``.
 
@@ -45,7 +47,8 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     ``targets``: None (each input's top class), an int (all inputs), one int per input, or a
     callable mapping the model's raw output to one score per input (see ``core/targets.py``).
     ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
-    required capabilities are checked before any work.
+    required capabilities are checked before any work. Thread-safe: calls on one model run one at
+    a time, calls on different models in parallel (``core/concurrency.py``).
     """
     started = time.perf_counter()
     entry = REGISTRY.explainer(method)

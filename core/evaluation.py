@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .api import adapt, explain
+from .concurrency import one_call_per_model
 from .errors import InvalidInput, InvalidOption, PluginError
 from .explanation import Explanation
 from .inputs import as_input_tensor
@@ -116,6 +117,7 @@ def declared_options(method: str, used: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in used.items() if k in declared}
 
 
+@one_call_per_model(adapt)
 def evaluate(
     model: Any,
     inputs: Any,
@@ -132,7 +134,7 @@ def evaluate(
     ``Explanation`` (its maps, targets, method and options are used), or raw maps ``(N, H, W)``
     (targets default to each input's top class). ``masks``: ground truth for localisation metrics,
     ``(N, H, W)`` or boxes ``(N, 4)`` (x0, y0, x1, y1). ``options``: the metric's options
-    (``vx.metrics()`` lists them with defaults).
+    (``vx.metrics()`` lists them with defaults). Thread-safe like ``explain``.
     """
     started = time.perf_counter()
     entry = REGISTRY.metric(metric)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from vexplain.core.adapter import FORWARD
+from vexplain.core.concurrency import GLOBAL_RNG
 from vexplain.core.errors import UnsupportedCapability
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.metric import METHOD, EvaluationCase, Metric, MetricResult
@@ -25,9 +26,10 @@ def cascade(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
 def randomize(module: torch.nn.Module, seed: int) -> None:
     """Redraw ``module``'s own parameters in place: PyTorch's default initialisation
     (``reset_parameters()``) under ``seed``, keeping buffers such as BatchNorm running statistics;
-    a module without ``reset_parameters`` gets N(mean, std) of each original tensor."""
+    a module without ``reset_parameters`` gets N(mean, std) of each original tensor. Seeding and
+    drawing hold ``GLOBAL_RNG``, so re-initialisations in two threads never interleave."""
     buffers = {name: b.detach().clone() for name, b in module.named_buffers(recurse=False)}
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         if callable(getattr(module, "reset_parameters", None)):
             module.reset_parameters()
