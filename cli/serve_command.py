@@ -52,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host}: anyone who can reach this machine can upload images and run the model", flush=True)
     try:
         uvicorn_server(app).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: stopping is the normal end
+        pass
     finally:
         sock.close()
+    print("vexplain viewer stopped", flush=True)
     return 0
 
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vexplain.core.errors import ImageLoadError, VexplainError, one_line
+from vexplain.core.errors import ImageLoadError, InvalidInput, VexplainError, one_line
 
 from . import handlers
 from .security import LocalOnly, allowed_hosts_for
@@ -65,6 +65,8 @@ def create_app(model: handlers.ViewerModel, limits: Limits | None = None, bind_h
         return JSONResponse(await run_in_threadpool(handlers.colormaps))
 
     async def api_explain(request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise InvalidInput(f"POST /api/explain takes a multipart/form-data body with an '{handlers.IMAGE_FIELD}' file and a 'method' field")
         async with request.form(max_files=1, max_fields=MAX_FIELDS) as form:
             upload = form.get(handlers.IMAGE_FIELD)
             if not isinstance(upload, UploadFile):
