@@ -10,7 +10,8 @@ Explanations run one at a time (methods hook into the one shared model).
 
 JSON API
 --------
-Every error is ``{"error": "<one line>", "type": "<vexplain error class>"}`` with a 4xx status (400 bad input, 404 unknown path,
+Every error is ``{"error": "<one line>"}`` (plus ``"type"``, the vexplain error's class, when one
+was raised) with a 4xx status (400 bad input, 404 unknown path,
 405 wrong verb, 413 upload too large), or 500 for an internal error, never a traceback.
 
 ``GET /api/model``
