@@ -8,9 +8,9 @@ from typing import Sequence
 
 from vexplain.core.errors import VexplainError
 
-from . import bench_command, demo_command, evaluate_command, explain_command, layers_command, methods_command
+from . import bench_command, demo_command, evaluate_command, explain_command, layers_command, methods_command, serve_command
 
-COMMANDS = (explain_command, methods_command, layers_command, demo_command, evaluate_command, bench_command)
+COMMANDS = (explain_command, methods_command, layers_command, demo_command, evaluate_command, bench_command, serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

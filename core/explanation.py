@@ -43,6 +43,25 @@ class Explanation:
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
+    def __repr__(self) -> str:
+        """One line: method, maps' shape, targets, total time (``core/notebook.py``)."""
+        from .notebook import summary
+
+        return summary(self)
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the maps as a small grid of coloured images with targets and scores."""
+        from .notebook import html_grid
+
+        return html_grid(self)
+
+    def plot(self, images: Any = None, colormap: str = "jet", alpha: float = 0.5, limit: int = 8) -> Any:
+        """A matplotlib Figure (the ``plot`` extra), one axis per input with a colour bar of the raw
+        values, over ``images`` (RGB, one per map) when given; the first ``limit`` inputs."""
+        from .notebook import plot
+
+        return plot(self, images, colormap, alpha, limit)
+
     def normalized(self, mode: str = "minmax") -> np.ndarray:
         """Maps scaled per image: ``minmax`` to [0, 1], ``max`` by max |m| keeping signs, ``none`` as is."""
         return normalize(self.maps, mode)

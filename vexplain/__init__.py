@@ -24,6 +24,7 @@ from vexplain.core.evaluation import Evaluation, MetricInfo, evaluate, metrics
 from vexplain.core.explanation import Explanation
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult, UnknownMetric
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notebook import compare
 from vexplain.core.options import Option
 
 __version__ = "0.1.0"
@@ -52,6 +53,7 @@ __all__ = [
     "UnsupportedCapability",
     "VexplainError",
     "adapt",
+    "compare",
     "evaluate",
     "explain",
     "hookimpl",
