@@ -14,6 +14,7 @@ from .inputs import as_input_tensor
 from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
+from .result_checks import check_attribution
 from .targets import Targets, TargetRequest
 
 
@@ -45,7 +46,9 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     ``targets``: None (each input's top class), an int (all inputs), one int per input, or a
     callable mapping the model's raw output to one score per input (see ``core/targets.py``).
     ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
-    required capabilities are checked before any work.
+    required capabilities are checked before any work; the result is checked after it
+    (``core/result_checks.py``: non-finite explained scores raise, doubtful maps add a line to
+    ``exp.warnings``).
     """
     started = time.perf_counter()
     entry = REGISTRY.explainer(method)
@@ -60,6 +63,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     prepared = time.perf_counter()
     with torch.inference_mode(False), collecting() as warnings:
         result = explainer_class().attribute(adapter, tensor, request, resolved)
+        check_attribution(result, tensor, callable_target=request.score_function is not None)
     computed = time.perf_counter()
 
     def numpy(t: torch.Tensor | None, dtype: Any = "float32") -> Any:
