@@ -14,7 +14,7 @@ from .inputs import as_input_tensor
 from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
-from .result_checks import check_attribution
+from .result_checks import blaming_non_finite_scores, check_attribution
 from .targets import Targets, TargetRequest
 
 
@@ -61,9 +61,10 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     if request.score_function is not None:
         adapter = adapter.with_score_function(request.score_function)
     prepared = time.perf_counter()
-    with torch.inference_mode(False), collecting() as warnings:
+    callable_target = request.score_function is not None
+    with torch.inference_mode(False), collecting() as warnings, blaming_non_finite_scores(adapter, tensor, callable_target):
         result = explainer_class().attribute(adapter, tensor, request, resolved)
-        check_attribution(result, tensor, callable_target=request.score_function is not None)
+        check_attribution(result, tensor, callable_target)
     computed = time.perf_counter()
 
     def numpy(t: torch.Tensor | None, dtype: Any = "float32") -> Any:

@@ -9,6 +9,8 @@ Decisions, one per condition:
   callable target explained): a typed error, since nothing computed from them means anything —
   ``InvalidInput`` for a model's scores (naming the largest input magnitude: finite inputs near
   float32's range overflow inside the model), ``InvalidTarget`` for a callable target's scores.
+  A method that fails on such scores with an untyped error (an SVD of NaN) gets the same typed
+  error instead (``blaming_non_finite_scores``).
 - **Non-finite scores of other classes** (the explained one is finite): a warning; the map
   may still hold, but a softmax over those scores would not.
 - **Saturated scores**: the explained score is exactly 0 or 1 and every score of that input lies
@@ -23,9 +25,13 @@ Each warning names the inputs concerned (the first few indices and how many more
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
-from .errors import InvalidInput, InvalidTarget
+from .adapter import ModelAdapter
+from .errors import InvalidInput, InvalidTarget, VexplainError
 from .explainer import Attribution
 from .notices import warn
 
@@ -33,6 +39,27 @@ from .notices import warn
 LISTED = 5
 #: a map whose spread (max − min) is at most this fraction of its largest magnitude is constant
 CONSTANT_TOLERANCE = 1e-6
+
+
+@contextlib.contextmanager
+def blaming_non_finite_scores(adapter: ModelAdapter, inputs: torch.Tensor, callable_target: bool) -> Iterator[None]:
+    """Around a method's work: when it fails with an untyped error (an SVD that cannot converge, a
+    sort of NaN), score the clean inputs once and, when those scores are not finite, raise the
+    typed error ``check_attribution`` would have raised, from the failure. Costs nothing unless
+    the method fails."""
+    try:
+        yield
+    except VexplainError:
+        raise
+    except Exception as failure:
+        try:
+            scores = adapter.forward(inputs).float()
+        except Exception:  # the model itself fails on these inputs: the original failure says more
+            raise failure from None
+        bad = ~torch.isfinite(scores).all(1)
+        if bool(bad.any()):
+            raise _non_finite_error(bad.cpu(), inputs, callable_target) from failure
+        raise
 
 
 def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target: bool) -> None:
@@ -61,14 +88,7 @@ def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target
     ).cpu()
     bad_explained, bad_scores, saturated, bad_maps, zero, constant = flags
     if bool(bad_explained.any()):
-        where = _inputs(bad_explained)
-        if callable_target:
-            raise InvalidTarget(f"the callable target returned NaN or infinite scores for {where}; return finite scores")
-        magnitude = float(inputs.detach().abs().amax())
-        raise InvalidInput(
-            f"the model's scores are NaN or infinite for {where} (largest |input| {magnitude:.3g}); "
-            "give preprocessed inputs on the scale the model was trained on, and check the model for NaN weights"
-        )
+        raise _non_finite_error(bad_explained, inputs, callable_target)
     if bool(bad_scores.any()):
         warn(f"the model's scores of classes other than the explained one are NaN or infinite for {_inputs(bad_scores)}; check the inputs' scale and the model")
     if bool(saturated.any()):
@@ -83,6 +103,18 @@ def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target
         warn(f"the maps of {_inputs(zero)} are all zero: the method found no pixel that changes the explained score")
     if bool(constant.any()):
         warn(f"the maps of {_inputs(constant)} are constant (every pixel the same value): they rank no pixel above another")
+
+
+def _non_finite_error(flags: torch.Tensor, inputs: torch.Tensor, callable_target: bool) -> VexplainError:
+    """The typed error for explained scores that are not finite on the inputs ``flags`` marks."""
+    where = _inputs(flags)
+    if callable_target:
+        return InvalidTarget(f"the callable target returned NaN or infinite scores for {where}; return finite scores")
+    magnitude = float(inputs.detach().abs().amax())
+    return InvalidInput(
+        f"the model's scores are NaN or infinite for {where} (largest |input| {magnitude:.3g}); "
+        "give preprocessed inputs on the scale the model was trained on, and check the model for NaN weights"
+    )
 
 
 def _inputs(flags: torch.Tensor) -> str:
