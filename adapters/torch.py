@@ -331,12 +331,13 @@ class TorchAdapter(ModelAdapter):
                     if not activation.requires_grad:
                         raise ModelLoadError(f"layer '{layer}' outputs {activation.dtype} values, which carry no gradients; pick a layer with a float output")
                     target_scores = gather_scores(batch_scores, batch_targets)
+                    if self._score_function is not None:
+                        _differentiable(target_scores)
                     grad = None
                     if target_scores.requires_grad:  # not when no path joins the layer to a frozen model's score
                         (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
                     if grad is None:
-                        detached = " or the callable target detached the scores" if self._score_function is not None else ""
-                        raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it{detached}); pick a layer that feeds that score")
+                        raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it); pick a layer that feeds that score")
                     acts.append(activation.detach())
                     grads.append(grad)
                     scores.append(batch_scores.detach())
