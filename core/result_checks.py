@@ -70,20 +70,21 @@ def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target
     targets = result.targets.to(scores.device).long().view(-1, 1)
     explained = scores.gather(1, targets).squeeze(1)
     finite_scores = torch.isfinite(scores)
-    maps = result.maps.detach().flatten(1).float()
-    finite_maps = torch.isfinite(maps)
-    filled = torch.where(finite_maps, maps, torch.zeros((), device=maps.device))
-    largest = filled.abs().amax(1)
-    spread = filled.amax(1) - filled.amin(1)
+    maps = result.maps.detach().flatten(1)
+    # two passes over the maps: amax/amin propagate NaN and keep ±inf, so a row is all finite
+    # exactly when both its extremes are
+    highest, lowest = maps.amax(1).float(), maps.amin(1).float()
+    finite_rows = torch.isfinite(highest) & torch.isfinite(lowest)
+    largest = torch.maximum(highest.abs(), lowest.abs())
     in_unit = ((scores >= 0) & (scores <= 1)).all(1)
     flags = torch.stack(
         [
             ~torch.isfinite(explained),
             ~finite_scores.all(1),
             in_unit & ((explained == 0) | (explained == 1)),
-            ~finite_maps.all(1),
-            finite_maps.all(1) & (largest == 0),
-            finite_maps.all(1) & (largest > 0) & (spread <= CONSTANT_TOLERANCE * largest),
+            ~finite_rows,
+            finite_rows & (largest == 0),
+            finite_rows & (largest > 0) & (highest - lowest <= CONSTANT_TOLERANCE * largest),
         ]
     ).cpu()
     bad_explained, bad_scores, saturated, bad_maps, zero, constant = flags
@@ -97,7 +98,7 @@ def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target
             "a saturated softmax/sigmoid makes gradients and occlusion drops vanish; explain the logits (drop the final softmax/sigmoid)"
         )
     if bool(bad_maps.any()):
-        count = int((~finite_maps).sum())
+        count = int((~torch.isfinite(maps)).sum())
         warn(f"the maps of {_inputs(bad_maps)} contain {count} NaN or infinite values (scores of perturbed inputs or gradients overflowed); do not trust those maps")
     if bool(zero.any()):
         warn(f"the maps of {_inputs(zero)} are all zero: the method found no pixel that changes the explained score")
