@@ -56,8 +56,14 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 class _Capture:
-    """A forward hook keeping a module's last output; with ``for_grad`` the graph continues from a
-    clone, so later in-place ops (``ReLU(inplace=True)``) cannot alter the captured tensor."""
+    """A forward hook keeping a module's last output.
+
+    With ``for_grad`` the captured tensor is a detached copy made a leaf that requires grad, and
+    the forward continues from a clone of it: d(score)/d(output) then exists even when nothing
+    before the layer requires grad (a frozen backbone, ``features.requires_grad_(False)``), no
+    parameter's flag is touched, and later in-place ops (``ReLU(inplace=True)``) cannot alter the
+    captured tensor. A non-float output cannot carry gradients and is kept as it is.
+    """
 
     def __init__(self, for_grad: bool):
         self.for_grad = for_grad
@@ -66,9 +72,9 @@ class _Capture:
     def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
             return None
-        if self.for_grad:
-            self.output = output
-            return output.clone()
+        if self.for_grad and output.is_floating_point():
+            self.output = output.detach().clone().requires_grad_(True)
+            return self.output.clone()
         self.output = output.detach().clone()
         return None
 
@@ -332,9 +338,13 @@ class TorchAdapter(ModelAdapter):
                     activation = self._captured(capture, layer)
                     batch_targets = targets.select(batch_scores.detach(), part.start)
                     if not activation.requires_grad:
-                        raise ModelLoadError(f"the output of layer '{layer}' does not take part in the model's score graph; pick a layer before the classifier")
-                    target_scores = _differentiable(gather_scores(batch_scores, batch_targets))
-                    (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
+                        raise ModelLoadError(f"layer '{layer}' outputs {activation.dtype} values, which carry no gradients; pick a layer with a float output")
+                    target_scores = gather_scores(batch_scores, batch_targets)
+                    if self._score_function is not None:
+                        _differentiable(target_scores)
+                    grad = None
+                    if target_scores.requires_grad:  # not when no path joins the layer to a frozen model's score
+                        (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
                     if grad is None:
                         raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it); pick a layer that feeds that score")
                     acts.append(activation.detach())

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
                 results[name] = {"skipped": str(error)}
                 continue
             hits, peaks = peak_inside(exp.maps, boxes)
-            results[name] = {"hits": int(hits.sum()), "scenes": len(hits), "seconds": round(seconds, 4), "options": _jsonable(exp.options)}
+            results[name] = {"hits": int(hits.sum()), "scenes": len(hits), "seconds": round(seconds, 4), "options": _jsonable(exp.options), "warnings": exp.warnings}
+            for line in exp.warnings:
+                print(f"vexplain demo: warning: {name}: {line}", file=sys.stderr)
             overlays = exp.overlay(images)
             columns[name] = np.stack([mark_peak(o, p) for o, p in zip(overlays, peaks)])
     accuracy = float((adapter.forward(torch.from_numpy(inputs)).argmax(1).numpy() == labels).mean())

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     for run_ in runs:
         if run_.skipped:
             print(f"skipped {run_.name}: {run_.skipped}", file=sys.stderr)
+        for line in run_.explanation.warnings if run_.explanation is not None else ():
+            print(f"vexplain evaluate: warning: {run_.name}: {line}", file=sys.stderr)
         for metric, reason in run_.failures.items():
             print(f"failed: {run_.name} × {metric}: {reason}", file=sys.stderr)
         for metric, reason in run_.not_applicable.items():

@@ -74,7 +74,7 @@ def write_csv(path: Path, runs: list[MethodRun], data: DataSet) -> None:
 
 
 def write_json(path: Path, runs: list[MethodRun], metrics: list[MetricInfo], data: DataSet, model: str) -> None:
-    """Everything: the setup, each method's options, time and failures, each metric's options,
+    """Everything: the setup, each method's options, time, failures and warnings, each metric's options,
     per-image values and mean curves."""
     document: dict[str, Any] = {
         "model": model,
@@ -91,6 +91,7 @@ def write_json(path: Path, runs: list[MethodRun], metrics: list[MetricInfo], dat
             "targets": [int(t) for t in run.options["targets"]],
             "failures": run.failures,
             "not_applicable": run.not_applicable,
+            "warnings": list(run.explanation.warnings) if run.explanation is not None else [],
             "results": {},
         }
         for name, evaluation in run.evaluations.items():

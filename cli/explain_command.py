@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             cls = int(exp.targets[0])
             label = f" '{class_names[cls]}'" if class_names and cls < len(class_names) else ""
             print(f"{path.name}: {args.method} for class {cls}{label} (score {exp.scores[0, cls]:.3f}) -> {written[0]}")
+            for line in exp.warnings:
+                print(f"vexplain explain: warning: {path.name}: {line}", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ from .inputs import as_input_tensor
 from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
+from .result_checks import blaming_non_finite_scores, check_attribution
 from .targets import Targets, TargetRequest
 
 
@@ -47,8 +48,10 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     ``targets``: None (each input's top class), an int (all inputs), one int per input, or a
     callable mapping the model's raw output to one score per input (see ``core/targets.py``).
     ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
-    required capabilities are checked before any work. Thread-safe: calls on one model run one at
-    a time, calls on different models in parallel (``core/concurrency.py``).
+    required capabilities are checked before any work; the result is checked after it
+    (``core/result_checks.py``: non-finite explained scores raise, doubtful maps add a line to
+    ``exp.warnings``). Thread-safe: calls on one model run one at a time, calls on different
+    models in parallel (``core/concurrency.py``).
     """
     started = time.perf_counter()
     entry = REGISTRY.explainer(method)
@@ -61,8 +64,10 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     if request.score_function is not None:
         adapter = adapter.with_score_function(request.score_function)
     prepared = time.perf_counter()
-    with torch.inference_mode(False), collecting() as warnings:
+    callable_target = request.score_function is not None
+    with torch.inference_mode(False), collecting() as warnings, blaming_non_finite_scores(adapter, tensor, callable_target):
         result = explainer_class().attribute(adapter, tensor, request, resolved)
+        check_attribution(result, tensor, callable_target)
     computed = time.perf_counter()
 
     def numpy(t: torch.Tensor | None, dtype: Any = "float32") -> Any:

@@ -14,6 +14,7 @@ from .errors import InvalidInput, InvalidOption, PluginError
 from .explanation import Explanation
 from .inputs import as_input_tensor
 from .metric import MASKS, METHOD, EvaluationCase
+from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
 from .targets import TargetRequest, Targets
@@ -26,7 +27,8 @@ class Evaluation:
     ``values``: name → float64 ``(N,)`` per image (``values[headline]`` is ``score``);
     ``curves``: name → float64 ``(N, T)`` with x positions ``curve_x[name]``; ``targets`` int64
     ``(N,)``; ``options`` every metric option used (defaults filled in, derived values added);
-    ``higher_is_better`` says which way ``score`` ranks methods.
+    ``higher_is_better`` says which way ``score`` ranks methods; ``warnings`` the explanation's
+    warnings (when an ``Explanation`` or a method name was evaluated) then any the metric raised.
     """
 
     metric: str
@@ -39,6 +41,7 @@ class Evaluation:
     curve_x: dict[str, list] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> np.ndarray:
@@ -143,12 +146,13 @@ def evaluate(
     adapter.require(metric_class.requires, f"metric '{metric}'")
     resolved = resolve_options(metric, metric_class.options, options, kind="metric")
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
-    method, used_options = None, dict(method_options or {})
+    method, used_options, explained_warnings = None, dict(method_options or {}), []
     if isinstance(maps_or_method, str):
         method = maps_or_method
         maps_or_method = explain(adapter, tensor, method=method, targets=targets, **used_options)
     if isinstance(maps_or_method, Explanation):
         method = maps_or_method.method
+        explained_warnings = list(maps_or_method.warnings)
         if METHOD in metric_class.needs and not used_options:
             used_options = declared_options(method, maps_or_method.options)
         chosen = torch.from_numpy(np.asarray(maps_or_method.targets, dtype=np.int64))
@@ -168,7 +172,7 @@ def evaluate(
         raise InvalidInput(f"metric '{metric}' needs ground truth: pass masks=(N, H, W) masks or (N, 4) boxes")
     case = EvaluationCase(adapter, tensor, maps.to(adapter.device), chosen.to(torch.int64), mask_tensor, method, used_options)
     prepared = time.perf_counter()
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), collecting() as metric_warnings:
         result = metric_class().evaluate(case, resolved)
     _check_result(metric, metric_class, result, len(tensor))
     finished = time.perf_counter()
@@ -183,6 +187,7 @@ def evaluate(
         curve_x=dict(result.curve_x),
         options={**resolved, **result.notes, "backend": adapter.backend},
         timings={"prepare": prepared - started, "compute": finished - prepared, "total": finished - started},
+        warnings=explained_warnings + [line for line in metric_warnings if line not in explained_warnings],
     )
 
 

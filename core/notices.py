@@ -29,5 +29,6 @@ def collecting() -> Iterator[list[str]]:
 def warn(line: str) -> None:
     """Record ``line`` for the call in progress (once); nothing happens outside ``collecting()``."""
     lines = _CURRENT.get()
+    line = " ".join(str(line).split())
     if lines is not None and line not in lines:
-        lines.append(" ".join(str(line).split()))
+        lines.append(line)

@@ -32,7 +32,9 @@ class Occlusion(Explainer):
     ``engine`` = "auto", ``precision`` = "fp32". Windows run every ``stride`` pixels plus one flush
     with the far edge when the stride does not reach it, so every pixel is covered; where (H − h)
     and (W − w) are multiples of the stride this equals Captum's ``Occlusion`` with window
-    (C, h, w) and strides (C, sh, sw).
+    (C, h, w) and strides (C, sh, sw). A stride (or drill-down ``coarse_stride``) larger than the
+    window would leave pixels no window covers: that is an ``InvalidOption`` naming both, on every
+    engine and backend, never a map with holes.
 
     Engines (all exact): ``incremental`` recomputes, for each window, only the part of each feature
     map the window can change (PyTorch models built from common layers; others fall back to batched
@@ -42,9 +44,10 @@ class Occlusion(Explainer):
     engine used is ``exp.options["engine"]``.
 
     ``mode="drilldown"`` is approximate (Krypton's adaptive drill-down): windows every
-    ``coarse_stride`` (default: twice ``stride``) everywhere, then every ``stride`` only where the
-    coarse map is in the top ``top_fraction`` (default 0.1) by magnitude; the drop of each window
-    not evaluated is interpolated bilinearly from the coarse windows. It pays at strides well below
+    ``coarse_stride`` (default: twice ``stride``, at most the window) everywhere, then every
+    ``stride`` only where the coarse map is in the top ``top_fraction`` (default 0.1) by magnitude;
+    the drop of each window not evaluated is interpolated bilinearly from the coarse windows (when
+    the coarse grid already holds every fine window, the map is exact). It pays at strides well below
     the window (on the demo set at window 8, stride 1: SSIM ≥ 0.94 per image against the exact map,
     see benchmarks/README.md). ``field_limit`` (approximate, incremental engine) cuts each layer's
     recomputed region to that fraction of its map. ``precision`` "bf16" or "fp16" (approximate,
@@ -65,7 +68,7 @@ class Occlusion(Explainer):
         "memory_mb": Option(None, optional(number(above=0)), "memory budget from which batch_size is derived; default 1024 (CPU) or 1/4 of free GPU memory"),
         "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
         "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
-        "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass; default twice stride"),
+        "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass, at most the window; default twice stride, at most the window"),
         "top_fraction": Option(0.1, number(above=0, maximum=1), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
         "field_limit": Option(None, optional(number(above=0, maximum=1)), "approximate: cut each layer's changed region to this fraction of its map (incremental engine)"),
         "precision": Option("fp32", choice("fp32", "bf16", "fp16"), "approximate below fp32: convolutions in bf16/fp16 (PyTorch models)"),
@@ -77,12 +80,15 @@ class Occlusion(Explainer):
         stride = options["stride"] or (max(1, window[0] // 2), max(1, window[1] // 2))
         if window[0] > height or window[1] > width:
             raise InvalidOption(f"occlusion window {window} is larger than the image ({height}, {width}); use a window at most that size")
+        _check_covering("stride", stride, window)
         device = inputs.device
         memory_mb = options["memory_mb"] or default_memory_mb(adapter.device)
         batch_size = options["batch_size"] or batch_size_for(tuple(inputs.shape[1:]), memory_mb, device=adapter.device)
         fine = _grid(height, width, window, stride, device)
         drilldown = options["mode"] == "drilldown"
-        coarse_stride = options["coarse_stride"] or (2 * stride[0], 2 * stride[1])
+        coarse_stride = options["coarse_stride"] or (min(2 * stride[0], window[0]), min(2 * stride[1], window[1]))
+        if drilldown:
+            _check_covering("coarse_stride", coarse_stride, window)
         coarse = _grid(height, width, window, coarse_stride, device) if drilldown else None
 
         fine_tops, fine_lefts = fine["tops"], fine["lefts"]
@@ -134,10 +140,20 @@ class Occlusion(Explainer):
         return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)
 
 
+def _check_covering(name: str, stride: tuple[int, int], window: tuple[int, int]) -> None:
+    """Windows ``stride`` apart must leave no pixel uncovered (a pixel no window covers has no
+    drop to average: 0/0); refuse rather than widen the windows the user asked for."""
+    if stride[0] > window[0] or stride[1] > window[1]:
+        raise InvalidOption(
+            f"occlusion {name} {stride} is larger than the window {window}, so pixels between windows would have no value; "
+            f"use {name} at most the window, e.g. {name}={window}, or window={(max(stride[0], window[0]), max(stride[1], window[1]))}"
+        )
+
+
 def _drops(scorer: BoxScorer, target: int, batch_size: int, bar: Any, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
     """y_t(x) − y_t(x with each box set to the baseline), ``batch_size`` boxes (``tops``/``lefts``
     on the CPU) per call, on the scores' device."""
-    parts = []
+    parts = [scorer.base.new_zeros((0,))]  # no boxes (a drill-down whose coarse grid held every fine window): no drops
     for start in range(0, len(tops), batch_size):
         parts.append(scorer.base[target] - scorer.run(tops[start : start + batch_size], lefts[start : start + batch_size])[:, target])
         bar.update(len(parts[-1]))
