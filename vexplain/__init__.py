@@ -25,6 +25,7 @@ from vexplain.core.explanation import Explanation
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult, UnknownMetric
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option
+from vexplain import targets
 
 __version__ = "0.1.0"
 
@@ -58,4 +59,5 @@ __all__ = [
     "methods",
     "metrics",
     "plugin_failures",
+    "targets",
 ]
