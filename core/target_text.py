@@ -43,4 +43,4 @@ def parse(text: str | None, class_names: Sequence[str] | None = None, input_size
         return kind.obj.from_text(rest.strip(), class_names=class_names, input_size=input_size)
     known = f"; class names: {', '.join(class_names)}" if class_names else ""
     forms = ", ".join(f"{k.name}=..." for k in kinds())
-    raise InvalidTarget(f"--target must be a class index, a class name or KIND=VALUE ({forms}){known}; got {text!r}")
+    raise InvalidTarget(f"--target must be a class index or a class name, or KIND=VALUE ({forms}){known}; got {text!r}")

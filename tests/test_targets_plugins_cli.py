@@ -162,7 +162,7 @@ def test_nothing_overlapping_is_printed_as_a_warning(capsys, tmp_path, detector_
         ("box=11,2,2,11", "x1 > x0"),
         ("ellipse=1", "unknown target kind 'ellipse'"),
         ("region=nowhere.png", "image not found"),
-        ("giraffe", "class index, a class name or KIND=VALUE"),
+        ("giraffe", "class index or a class name, or KIND=VALUE"),
     ],
 )
 def test_bad_targets_exit_2_in_one_line(capsys, tmp_path, detector_files, target, message):

@@ -200,7 +200,7 @@ def test_text_forms(tmp_path):
     np.save(tmp_path / "v.npy", np.array([1.0, 0.0]))
     assert vx.targets.parse(f"similarity={tmp_path / 'v.npy'}").vectors.tolist() == [[1.0, 0.0]]
     for text, message in [
-        ("giraffe", r"class index, a class name or KIND=VALUE \(box=..., region=..., similarity=...\)"),
+        ("giraffe", r"class index or a class name, or KIND=VALUE \(box=..., region=..., similarity=...\)"),
         ("box=1,2,3", "box= takes x0,y0,x1,y1"),
         ("box=1,2,3,4:zebra", "label must be a class index or a class name"),
         ("circle=1,2", "unknown target kind 'circle'"),
