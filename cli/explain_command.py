@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption, InvalidTarget
+from vexplain.core.errors import InvalidOption
 from vexplain.core.images import load_image, preprocess
 from vexplain.core.options import parse_option_text
 from vexplain.core.progress import progress, progress_bars
+from vexplain.targets import Target, parse
 
 from .model_loading import load_model
 
@@ -26,7 +27,12 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--method", "-m", default="gradcam", help="method name (see `vexplain methods`; default gradcam)")
-    parser.add_argument("--target", "-t", help="class index or class name to explain (default: each image's top class)")
+    parser.add_argument(
+        "--target", "-t",
+        help="what to explain: a class index or class name (default: each image's top class), box=x0,y0,x1,y1[:label] "
+        "(detection, input pixels), region=mask.png[:label] (segmentation; nonzero pixels inside, resized to the model "
+        "input by nearest neighbour), or KIND=VALUE for another registered target kind",
+    )
     parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
     parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
@@ -50,18 +56,10 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def resolve_target(text: str | None, class_names: list[str] | None) -> int | None:
-    """``--target`` as an int, or a class name looked up in the model's metadata."""
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    if class_names and text in class_names:
-        return class_names.index(text)
-    known = f"; class names: {', '.join(class_names)}" if class_names else ""
-    raise InvalidTarget(f"--target must be a class index or a class name{known}; got {text!r}")
+def resolve_target(text: str | None, class_names: list[str] | None, input_size: tuple[int, int] | None = None) -> int | Target | None:
+    """``--target`` as a class index, a class name of the model's metadata, or a target kind
+    written ``KIND=VALUE`` (see ``vx.targets.parse``)."""
+    return parse(text, class_names, None if input_size is None else tuple(input_size))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)
     std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
     class_names = meta.get("class_names")
-    target = resolve_target(args.target, class_names)
+    target = resolve_target(args.target, class_names, size)
     out = Path(args.out)
     images = [(Path(p), load_image(p)) for p in args.images]
     with progress_bars(sys.stderr.isatty()):
@@ -83,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
             exp = explain(adapter, inputs, method=args.method, targets=target, **options)
             shown = image if size is None else _resize(image, inputs.shape[2:])
             written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha)
-            cls = int(exp.targets[0])
-            label = f" '{class_names[cls]}'" if class_names and cls < len(class_names) else ""
-            print(f"{path.name}: {args.method} for class {cls}{label} (score {exp.scores[0, cls]:.3f}) -> {written[0]}")
+            column = int(exp.targets[0])
+            if isinstance(target, Target):
+                what = exp.options["targets"]
+            else:
+                label = f" '{class_names[column]}'" if class_names and column < len(class_names) else ""
+                what = f"class {column}{label}"
+            print(f"{path.name}: {args.method} for {what} (score {exp.scores[0, column]:.3f}) -> {written[0]}")
             for line in exp.warnings:
                 print(f"vexplain explain: warning: {path.name}: {line}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
 from .result_checks import blaming_non_finite_scores, check_attribution
-from .targets import Targets, TargetRequest
+from .targets import Targets, bind_targets
 
 
 def adapt(model: Any, **options: Any) -> ModelAdapter:
@@ -45,8 +45,10 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     """Explain ``model``'s scores on ``inputs`` with ``method``.
 
     ``inputs``: float32 ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch, already preprocessed.
-    ``targets``: None (each input's top class), an int (all inputs), one int per input, or a
-    callable mapping the model's raw output to one score per input (see ``core/targets.py``).
+    ``targets``: None (each input's top class), an int (all inputs), one int per input, a
+    ``vx.targets`` object (``Box``, ``Region``, ``Similarity``, a plugin's kind; a list of them: one
+    per input), or a callable mapping the model's raw output to one score per input (see
+    ``core/targets.py``).
     ``options``: the method's options (``vx.methods()`` lists them with defaults). The method's
     required capabilities are checked before any work; the result is checked after it
     (``core/result_checks.py``: non-finite explained scores raise, doubtful maps add a line to
@@ -60,13 +62,12 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     adapter.require(explainer_class.requires, f"method '{method}'")
     resolved = resolve_options(method, explainer_class.options, options)
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
-    request = TargetRequest(targets, tensor.shape[0])
-    if request.score_function is not None:
-        adapter = adapter.with_score_function(request.score_function)
+    adapter, request = bind_targets(adapter, targets, tensor.shape[0])
     prepared = time.perf_counter()
     callable_target = request.score_function is not None
     with torch.inference_mode(False), collecting() as warnings, blaming_non_finite_scores(adapter, tensor, callable_target):
         result = explainer_class().attribute(adapter, tensor, request, resolved)
+        request.check(result.scores, result.targets)
         check_attribution(result, tensor, callable_target)
     computed = time.perf_counter()
 

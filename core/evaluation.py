@@ -10,14 +10,15 @@ import torch
 
 from .api import adapt, explain
 from .concurrency import one_call_per_model
-from .errors import InvalidInput, InvalidOption, PluginError
+from .errors import InvalidInput, InvalidOption, InvalidTarget, PluginError
 from .explanation import Explanation
 from .inputs import as_input_tensor
 from .metric import MASKS, METHOD, EvaluationCase
 from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
-from .targets import TargetRequest, Targets
+from .boxes import Box
+from .targets import PerInput, TargetRequest, Targets, bind_targets
 
 
 @dataclass
@@ -135,9 +136,12 @@ def evaluate(
 
     ``maps_or_method``: a method name (explained here with ``targets`` and ``method_options``), an
     ``Explanation`` (its maps, targets, method and options are used), or raw maps ``(N, H, W)``
-    (targets default to each input's top class). ``masks``: ground truth for localisation metrics,
-    ``(N, H, W)`` or boxes ``(N, 4)`` (x0, y0, x1, y1). ``options``: the metric's options
-    (``vx.metrics()`` lists them with defaults). Thread-safe like ``explain``.
+    (targets default to each input's top class). ``targets`` are those of ``vx.explain`` (class
+    indices, ``vx.targets`` objects, callables); an Explanation made for a target object needs the
+    same one here, since the metrics re-score the model with it. ``masks``: ground truth for
+    localisation metrics, ``(N, H, W)`` or boxes ``(N, 4)`` (x0, y0, x1, y1); without it, ``Box``
+    targets give their boxes. ``options``: the metric's options (``vx.metrics()`` lists them with
+    defaults). Thread-safe like ``explain``.
     """
     started = time.perf_counter()
     entry = REGISTRY.metric(metric)
@@ -150,7 +154,9 @@ def evaluate(
     if isinstance(maps_or_method, str):
         method = maps_or_method
         maps_or_method = explain(adapter, tensor, method=method, targets=targets, **used_options)
+    adapter, request = bind_targets(adapter, targets, len(tensor))
     if isinstance(maps_or_method, Explanation):
+        _check_same_targets(maps_or_method, request)
         method = maps_or_method.method
         explained_warnings = list(maps_or_method.warnings)
         if METHOD in metric_class.needs and not used_options:
@@ -162,15 +168,18 @@ def evaluate(
         chosen = TargetRequest(chosen, len(tensor)).select(torch.as_tensor(np.asarray(maps_or_method.scores)))  # range-checked
     else:
         maps = _maps_tensor(maps_or_method, tuple(tensor.shape))
-        chosen = TargetRequest(targets, len(tensor)).select(adapter.forward(tensor).cpu())
+        chosen = request.select(adapter.forward(tensor).cpu())
     if METHOD in metric_class.needs and method is None:
         raise InvalidOption(f"metric '{metric}' re-explains the model: pass a method name or an Explanation, not raw maps")
     mask_tensor = None
+    boxes = target_boxes(request, len(tensor))
+    if masks is None and boxes is not None and MASKS in metric_class.needs:
+        masks = boxes
     if masks is not None:
         mask_tensor = as_masks(masks, len(tensor), tuple(tensor.shape[2:]))
     elif MASKS in metric_class.needs:
-        raise InvalidInput(f"metric '{metric}' needs ground truth: pass masks=(N, H, W) masks or (N, 4) boxes")
-    case = EvaluationCase(adapter, tensor, maps.to(adapter.device), chosen.to(torch.int64), mask_tensor, method, used_options)
+        raise InvalidInput(f"metric '{metric}' needs ground truth: pass masks=(N, H, W) masks or (N, 4) boxes, or Box targets")
+    case = EvaluationCase(adapter, tensor, maps.to(adapter.device), chosen.to(torch.int64), mask_tensor, method, used_options, request.class_targets)
     prepared = time.perf_counter()
     with torch.inference_mode(False), collecting() as metric_warnings:
         result = metric_class().evaluate(case, resolved)
@@ -185,10 +194,32 @@ def evaluate(
         higher_is_better=metric_class.higher_is_better,
         curves={k: np.asarray(v, dtype=np.float64) for k, v in result.curves.items()},
         curve_x=dict(result.curve_x),
-        options={**resolved, **result.notes, "backend": adapter.backend},
+        options={**resolved, **result.notes, "targets": request.description, "backend": adapter.backend},
         timings={"prepare": prepared - started, "compute": finished - prepared, "total": finished - started},
         warnings=explained_warnings + [line for line in metric_warnings if line not in explained_warnings],
     )
+
+
+def _check_same_targets(explanation: Explanation, request: TargetRequest) -> None:
+    """An explanation made for a target object is evaluated with that target (the metrics re-score
+    the model with it); class-index explanations keep their own classes, as before."""
+    made_for = explanation.options.get("targets")
+    if made_for is None:
+        return
+    if request.class_targets and isinstance(made_for, str) and made_for != "top":
+        raise InvalidTarget(f"the explanation was made for targets {made_for!r}; pass the same targets= to evaluate")
+    if not request.class_targets and made_for != request.description:
+        raise InvalidTarget(f"the explanation was made for targets {made_for!r} but evaluate was given {request.description!r}; pass the same targets")
+
+
+def target_boxes(request: TargetRequest, count: int) -> torch.Tensor | None:
+    """The reference boxes ``(N, 4)`` of ``Box`` targets (one box for all inputs is repeated), else None."""
+    target = request.score_function
+    parts = target.targets if isinstance(target, PerInput) else [target]
+    if not parts or not all(isinstance(t, Box) for t in parts):
+        return None
+    boxes = torch.cat([t.boxes for t in parts])
+    return boxes.expand(count, 4) if len(boxes) == 1 else boxes
 
 
 def _check_result(name: str, metric_class: type, result: Any, count: int) -> None:

@@ -46,3 +46,14 @@ def register_metrics(register: Callable[[type], None]) -> None:
     value key that ranks methods), ``higher_is_better`` and ``options``, and implement
     ``evaluate(case, options) -> vexplain.MetricResult``.
     """
+
+
+@hookspec
+def register_targets(register: Callable[[type], None]) -> None:
+    """Register target kinds: ``register(TargetSubclass)`` for each.
+
+    The class must subclass ``vexplain.targets.Target``, set ``name`` (lowercase identifier, unique
+    across plugins; the CLI builds it from ``--target NAME=TEXT``) and ``summary``, and implement
+    ``score(output) -> (rows, width)`` float scores of the model's raw output; ``from_text(text,
+    class_names, input_size)`` makes it usable from the CLI.
+    """

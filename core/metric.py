@@ -35,7 +35,9 @@ class EvaluationCase:
     ``inputs`` float32 ``(N, C, H, W)`` on ``adapter.device``; ``maps`` float32 ``(N, H, W)`` raw
     (as the method returned them); ``targets`` int64 ``(N,)`` (the explained classes); ``masks``
     bool ``(N, H, W)`` ground truth (None unless given); ``method`` the explainer's name and
-    ``method_options`` its options (None / empty when only maps were given).
+    ``method_options`` its options (None / empty when only maps were given); ``class_targets``
+    whether ``targets`` are class indices (curves then record softmax probabilities) or columns of
+    a target object's scores (``adapter`` is bound to it; curves record its scores as they are).
     """
 
     adapter: ModelAdapter
@@ -45,6 +47,7 @@ class EvaluationCase:
     masks: torch.Tensor | None = None
     method: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
+    class_targets: bool = True
 
 
 @dataclass

@@ -62,10 +62,12 @@ def target_probabilities(
     item_shape: tuple[int, ...],
     device: torch.device,
     description: str = "",
+    softmax: bool = True,
 ) -> torch.Tensor:
-    """float64 ``(rows,)``: softmax probability of ``row_targets[r]`` for each perturbed row (a
-    model whose outputs are already probabilities, non-negative rows summing to 1 in the first
-    batch, is not softmaxed twice).
+    """float64 ``(rows,)``: the score of ``row_targets[r]`` for each perturbed row: its softmax
+    probability when ``softmax`` (class targets; a model whose outputs are already probabilities,
+    non-negative rows summing to 1 in the first batch, is not softmaxed twice), else the score as
+    the scorer returns it (a target object's own score).
 
     ``build(start, stop, out)`` fills ``out`` (``(stop - start, *item_shape)``, a reused buffer)
     with rows ``start .. stop`` and returns it; rows run through ``scorer`` ``batch_size`` at a time,
@@ -79,6 +81,8 @@ def target_probabilities(
         stop = min(start + batch_size, rows)
         batch = build(start, stop, buffer[: stop - start])
         scores = scorer.run(batch).to(torch.float64)
+        if not softmax:
+            already_probabilities = True
         if already_probabilities is None:
             already_probabilities = bool((scores >= 0).all()) and bool(torch.allclose(scores.sum(dim=1), torch.ones(len(scores), dtype=torch.float64), atol=1e-4))
         probabilities = scores if already_probabilities else torch.softmax(scores, dim=1)

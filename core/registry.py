@@ -1,5 +1,5 @@
 """The plugin host: pluggy manager, lazy idempotent loading, and the validated registry of
-explainers, adapters and metrics (one table per hook, names unique, each entry with its plugin).
+explainers, adapters, metrics and target kinds (one table per hook, names unique, each entry with its plugin).
 
 Built-in plugins are the hookimpl modules found in the ``vexplain.adapters`` and ``vexplain.plugins``
 packages (see ``builtin_plugins``), registered after entry points exactly like third-party ones;
@@ -81,6 +81,7 @@ class Registry:
         self._explainers: dict[str, Registered] | None = None
         self._adapters: dict[str, Registered] | None = None
         self._metrics: dict[str, Registered] | None = None
+        self._targets: dict[str, Registered] | None = None
         self.failures: list[PluginFailure] = []
 
     @property
@@ -142,6 +143,7 @@ class Registry:
                 self.explainers()
                 self.adapters()
                 self.metrics()
+                self.target_kinds()
             except Exception as error:
                 manager.unregister(name=registered)
                 self._invalidate()
@@ -166,6 +168,7 @@ class Registry:
         self._explainers = None
         self._adapters = None
         self._metrics = None
+        self._targets = None
 
     def _collect(self, hook_name: str, kind: str, validate) -> dict[str, Registered]:
         table: dict[str, Registered] = {}
@@ -210,6 +213,21 @@ class Registry:
             if self._metrics is None:
                 self._metrics = self._collect("register_metrics", "metric", _validate_metric)
             return self._metrics
+
+    def target_kinds(self) -> dict[str, Registered]:
+        with self._lock:
+            if self._targets is None:
+                self._targets = self._collect("register_targets", "target kind", _validate_target)
+            return self._targets
+
+    def target_kind(self, name: str) -> Registered:
+        from .errors import InvalidTarget
+
+        table = self.target_kinds()
+        if not isinstance(name, str) or name not in table:
+            hint = did_you_mean(str(name), table) or ""
+            raise InvalidTarget(f"unknown target kind {name!r}{hint} (registered: {', '.join(sorted(table))})")
+        return table[name]
 
     def metric(self, name: str) -> Registered:
         from .metric import UnknownMetric
@@ -293,6 +311,22 @@ def _validate_metric(obj: object, plugin: str) -> str:
         raise PluginError(f"metric '{name}' from plugin '{plugin}': needs must be a tuple of {', '.join(NEEDS)}; got {needs!r}")
     if not isinstance(obj.headline, str) or not obj.headline or not isinstance(obj.higher_is_better, bool):
         raise PluginError(f"metric '{name}' from plugin '{plugin}': headline must name a value and higher_is_better be a bool")
+    return name
+
+
+def _validate_target(obj: object, plugin: str) -> str:
+    from .targets import Target
+
+    if not (isinstance(obj, type) and issubclass(obj, Target)):
+        raise PluginError(f"plugin '{plugin}' registered {_describe(obj)}, which is not a vexplain.targets.Target subclass")
+    name = obj.name
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise PluginError(
+            f"plugin '{plugin}' registered target kind {obj.__name__} with name {name!r}; "
+            f"names are lowercase identifiers (letters, digits, underscores)"
+        )
+    if obj.score is Target.score:
+        raise PluginError(f"target kind '{name}' from plugin '{plugin}' does not implement score()")
     return name
 
 

@@ -33,7 +33,8 @@ def _options(default_substrate: str) -> dict[str, Option]:
 
 class _PixelCurve(Metric):
     """Pixels are changed in order of decreasing map value (ties: row-major order), in ``steps``
-    equal steps; at each step the softmax probability of the explained class is recorded. The
+    equal steps; at each step the target's score is recorded: the softmax probability of the
+    explained class for class targets, a target object's own score (``vx.targets``) otherwise. The
     curve has ``steps + 1`` points at x = fraction of pixels changed (0 .. 1); its area by the
     trapezoid rule is the ``auc`` value."""
 
@@ -65,7 +66,7 @@ class _PixelCurve(Metric):
 
         row_targets = case.targets.to(device).repeat_interleave(points)
         probabilities = target_probabilities(
-            scorer, n * points, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name
+            scorer, n * points, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name, case.class_targets
         ).view(n, points)
         x = counts.to(torch.float64).cpu() / pixels
         return MetricResult(

@@ -42,7 +42,8 @@ class Road(Metric):
     """For each fraction f, remove the round(f · H · W) most relevant pixels (MoRF) or the least
     relevant (LeRF), impute them by noisy linear imputation (each removed pixel = weighted mean of
     its 8 neighbours, 1/6 direct and 1/12 diagonal, solved as one sparse system, plus N(0, noise²)),
-    and record the softmax probability of the explained class. Values: ``morf`` and ``lerf``, the
+    and record the target's score (the softmax probability of the explained class for class
+    targets, a target object's own score otherwise). Values: ``morf`` and ``lerf``, the
     mean probability over the fractions (lower ``morf`` and higher ``lerf`` are better), and
     ``gap`` = lerf − morf (higher is better). Curves ``road_morf`` / ``road_lerf`` at x = fractions.
 
@@ -96,7 +97,7 @@ class Road(Metric):
         # the sparse solves dominate ROAD's cost and release the GIL: one per CPU at a time
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
             probabilities = target_probabilities(
-                scorer, n * per_image, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name
+                scorer, n * per_image, build, row_targets, batch_size, tuple(inputs.shape[1:]), device, self.name, case.class_targets
             ).view(n, len(ORDERS), len(steps)).numpy()
         morf, lerf = probabilities[:, 0], probabilities[:, 1]
         return MetricResult(

@@ -26,6 +26,7 @@ from vexplain.core.metric import EvaluationCase, Metric, MetricResult, UnknownMe
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notebook import compare
 from vexplain.core.options import Option
+from vexplain import targets
 
 __version__ = "0.1.0"
 
@@ -60,4 +61,5 @@ __all__ = [
     "methods",
     "metrics",
     "plugin_failures",
+    "targets",
 ]
