@@ -76,7 +76,8 @@ def check_attribution(result: Attribution, inputs: torch.Tensor, callable_target
     highest, lowest = maps.amax(1).float(), maps.amin(1).float()
     finite_rows = torch.isfinite(highest) & torch.isfinite(lowest)
     largest = torch.maximum(highest.abs(), lowest.abs())
-    in_unit = ((scores >= 0) & (scores <= 1)).all(1)
+    # a target's own score (a box's, a region's) is no class probability; its zero is warned by the target
+    in_unit = ((scores >= 0) & (scores <= 1)).all(1) & (not callable_target) & (scores.shape[1] > 1)
     flags = torch.stack(
         [
             ~torch.isfinite(explained),
