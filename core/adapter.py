@@ -154,8 +154,9 @@ class ModelAdapter(ABC):
         """The output of ``layer`` and d(y_t)/d(that output), from one forward and one backward pass."""
         raise self._unsupported(ACTIVATION_GRADIENTS)
 
-    def classifier_weights(self) -> torch.Tensor:
-        """The ``(K, C)`` weight matrix applied after global average pooling."""
+    def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(K, C)`` weight matrix applied after global average pooling, of the classifier
+        that computes the explained output (``sample``: an input to trace the model with)."""
         raise self._unsupported(CLASSIFIER_WEIGHTS)
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
@@ -170,6 +171,15 @@ class ModelAdapter(ABC):
     def layers(self) -> list[str]:
         """Names a user can pass as ``layer=``."""
         return []
+
+    def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """The layers whose output on ``sample`` is a 4-D feature map (usable as ``layer=`` by the
+        CAM family), with their shapes, in ``layers()`` order."""
+        return {}
+
+    def output_notes(self) -> dict[str, Any]:
+        """Which output was explained and how it was scored (e.g. ``output``, ``scores``), for ``exp.options``."""
+        return {}
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         """The last 4-D activation that feeds global pooling (``sample``: an input to trace shapes with)."""
