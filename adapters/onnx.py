@@ -169,13 +169,13 @@ class OnnxAdapter(ModelAdapter):
         return self._layers
 
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        """The layers that really are 4-D maps on ``sample``, with their shapes (one run)."""
+        """The layers that really are 4-D maps of more than one position on ``sample``, with their shapes (one run)."""
         names = self.layers()
         if not names:
             return {}
         session = make_session(with_extra_outputs(self.graph, names), self.providers, self.threads)
         values = run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
-        return {name: tuple(v.shape) for name, v in zip(names, values) if v.dim() == 4}
+        return {name: tuple(v.shape) for name, v in zip(names, values) if v.dim() == 4 and v.shape[2] * v.shape[3] > 1}
 
     def _head(self) -> Any:
         explained = None if self._score_function is not None else self.choice.scores_tensor

@@ -74,22 +74,17 @@ def cam_heads(model) -> list[tuple[str, np.ndarray, str]]:
     for node in model.graph.node:
         if not _is_global_pool(node, initializers):
             continue
-        tensor = node.output[0]
-        for _ in range(4):
-            following = [n for n in consumers.get(tensor, []) if n.op_type != "Shape"]
-            if len(following) != 1 or following[0].input[0] != tensor:
-                break
-            nxt = following[0]
-            if nxt.op_type in _SHAPE_OPS:
-                tensor = nxt.output[0]
-                continue
-            if nxt.op_type == "Gemm" and nxt.input[1] in initializers:
-                weight = initializers[nxt.input[1]]
-                weight = weight if _attribute(nxt, "transB", 0) else weight.T
-                heads.append((node.input[0], np.ascontiguousarray(weight, dtype=np.float32), nxt.output[0]))
-            elif nxt.op_type == "MatMul" and nxt.input[1] in initializers:
-                heads.append((node.input[0], np.ascontiguousarray(initializers[nxt.input[1]].T, dtype=np.float32), nxt.output[0]))
-            break
+        frontier = [node.output[0]]
+        for _ in range(4):  # a pooled vector may feed several heads (boxes, scores, landmarks)
+            following = [n for tensor in frontier for n in consumers.get(tensor, []) if n.op_type != "Shape" and n.input[0] == tensor]
+            frontier = [n.output[0] for n in following if n.op_type in _SHAPE_OPS]
+            for nxt in following:
+                if nxt.op_type == "Gemm" and nxt.input[1] in initializers:
+                    weight = initializers[nxt.input[1]]
+                    weight = weight if _attribute(nxt, "transB", 0) else weight.T
+                    heads.append((node.input[0], np.ascontiguousarray(weight, dtype=np.float32), nxt.output[0]))
+                elif nxt.op_type == "MatMul" and nxt.input[1] in initializers:
+                    heads.append((node.input[0], np.ascontiguousarray(initializers[nxt.input[1]].T, dtype=np.float32), nxt.output[0]))
     return heads
 
 

@@ -414,14 +414,14 @@ class TorchAdapter(ModelAdapter):
         return [name for name, _ in self.model.named_modules() if name]
 
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        """Modules whose output on ``sample`` is a 4-D feature map, with its shape (one hooked pass)."""
+        """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with its shape (one hooked pass)."""
         if ACTIVATIONS not in self.capabilities:
             return {}
         shapes: dict[str, tuple[int, ...]] = {}
 
         def make_hook(name: str):
             def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-                if isinstance(output, torch.Tensor) and output.dim() == 4:
+                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
                     shapes[name] = tuple(output.shape)
 
             return hook

@@ -173,8 +173,8 @@ class ModelAdapter(ABC):
         return []
 
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        """The layers whose output on ``sample`` is a 4-D feature map (usable as ``layer=`` by the
-        CAM family), with their shapes, in ``layers()`` order."""
+        """The layers whose output on ``sample`` is a 4-D feature map of more than one position
+        (usable as ``layer=`` by the CAM family), with their shapes, in ``layers()`` order."""
         return {}
 
     def output_notes(self) -> dict[str, Any]:
