@@ -92,6 +92,8 @@ def _resolve(outputs: tuple[tuple[str, tuple], ...], output: str | int | None, w
     names = [name for name, _ in outputs]
     if isinstance(output, bool) or not isinstance(output, (int, str)):
         raise InvalidOption(f"output must be an output name or index of {who} ({listing(outputs)}); got {type(output).__name__}")
+    if isinstance(output, str) and output not in names and output.lstrip("-").isdigit():
+        output = int(output)  # "--output 1" on the command line: an index unless an output has that name
     if isinstance(output, int):
         if not -len(names) <= output < len(names):
             raise InvalidOption(f"output {output} is out of range: {who} has {len(names)} outputs ({listing(outputs)})")

@@ -71,6 +71,8 @@ def _pick(items: list[tuple[str, Any]], choice: str | int, who: str) -> tuple[An
     names = [name for name, _ in items]
     if isinstance(choice, bool) or not isinstance(choice, (int, str)):
         raise InvalidOption(f"output must be an entry name or index of what {who} returns ({listing(items)}); got {type(choice).__name__}")
+    if isinstance(choice, str) and choice not in names and choice.lstrip("-").isdigit():
+        choice = int(choice)  # "--output 1" on the command line: an index unless an entry has that name
     if isinstance(choice, int):
         if not -len(items) <= choice < len(items):
             raise InvalidOption(f"output {choice} is out of range: {who} returns {len(items)} outputs ({listing(items)})")

@@ -27,6 +27,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--method", "-m", default="gradcam", help="method name (see `vexplain methods`; default gradcam)")
     parser.add_argument("--target", "-t", help="class index or class name to explain (default: each image's top class)")
+    parser.add_argument("--output", help="the model output to explain, by name or index, for models with several (see the error listing them)")
     parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
     parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.layer is not None:
         options["layer"] = args.layer
-    adapter = load_model(args.model, args.weights)
+    adapter = load_model(args.model, args.weights, args.output)
     meta = adapter.metadata
     size = args.size or meta.get("input_size")
     mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)
