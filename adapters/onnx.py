@@ -18,21 +18,19 @@ from vexplain.core.adapter import (
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
+    DEFAULT_CAM_LAYER,
     FORWARD,
     ActivationResult,
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.errors import InvalidTarget, ModelLoadError, UnsupportedCapability
+from vexplain.core.errors import InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.targets import ScoreFunction
 
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
 from .onnx_outputs import OutputChoice, choose_output, class_scores, scored
 from .ort_session import make_session, run_batched
-
-#: the capability name CAM-family errors give when no layer= was passed and none can be inferred
-DEFAULT_LAYER = "default CAM layer"
 
 
 class OnnxAdapter(ModelAdapter):
@@ -195,16 +193,11 @@ class OnnxAdapter(ModelAdapter):
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         head = self._head()
         if head is None:
-            raise UnsupportedCapability(
-                self.describe(), DEFAULT_LAYER, self._working_methods(),
+            raise self._unsupported(
+                DEFAULT_CAM_LAYER,
                 "no GlobalAveragePool (or ReduceMean over H, W) feeding a Gemm/MatMul that computes the explained output; pass layer= a name from `vexplain layers MODEL`",
             )
         return head[0]
-
-    def _working_methods(self) -> list[str]:
-        from vexplain.core.registry import methods_supported_by
-
-        return methods_supported_by(self)
 
     def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
         if self._score_function is not None:

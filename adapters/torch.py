@@ -20,6 +20,7 @@ from vexplain.core.adapter import (
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
+    DEFAULT_CAM_LAYER,
     FORWARD,
     GRADIENTS,
     GUIDED_GRADIENTS,
@@ -34,6 +35,7 @@ from vexplain.core.hookspecs import hookimpl
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
+from .torch_layers import feature_map_shapes
 from .torch_outputs import on_output, producing_linear, select_output
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
 from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
@@ -417,23 +419,12 @@ class TorchAdapter(ModelAdapter):
         """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with its shape (one hooked pass)."""
         if ACTIVATIONS not in self.capabilities:
             return {}
-        shapes: dict[str, tuple[int, ...]] = {}
-
-        def make_hook(name: str):
-            def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
-                    shapes[name] = tuple(output.shape)
-
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(n)) for n, m in self.model.named_modules() if n]
-        try:
-            with eval_mode(self.model), torch.no_grad():
-                self._call(sample[:1].to(self.device))
-        finally:
-            for handle in handles:
-                handle.remove()
+        shapes = self._feature_maps(sample[:1].to(self.device))
         return {name: shapes[name] for name in self.layers() if name in shapes}
+
+    def _feature_maps(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        with eval_mode(self.model), torch.no_grad():
+            return feature_map_shapes(self.model, lambda: self._call(sample))
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         """The outermost module whose output is the last 4-D activation with more than one pixel.
@@ -452,24 +443,9 @@ class TorchAdapter(ModelAdapter):
         return known[key]
 
     def _find_last_spatial(self, sample: torch.Tensor) -> str:
-        found: list[str] = []
-
-        def make_hook(name: str):
-            def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
-                    found.append(name)
-
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(n)) for n, m in self.model.named_modules() if n]
-        try:
-            with eval_mode(self.model), torch.no_grad():
-                self._call(sample)
-        finally:
-            for handle in handles:
-                handle.remove()
+        found = list(self._feature_maps(sample))
         if not found:
-            raise self._unsupported(ACTIVATIONS, "no layer outputs a 4-D feature map with more than one pixel")
+            raise self._unsupported(DEFAULT_CAM_LAYER, "no layer outputs a 4-D feature map with more than one pixel; pass layer=")
         return found[-1]
 
 

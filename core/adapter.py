@@ -22,6 +22,8 @@ ACTIVATION_GRADIENTS = "activation_gradients"
 CLASSIFIER_WEIGHTS = "classifier_weights"
 GUIDED_GRADIENTS = "guided_gradients"
 ACTIVATION_REPLACEMENT = "activation_replacement"
+#: not a capability methods require, but what CAM methods lack when no ``layer=`` is given and none can be inferred
+DEFAULT_CAM_LAYER = "default CAM layer"
 ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS)
 
 
