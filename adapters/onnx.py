@@ -26,6 +26,7 @@ from vexplain.core.adapter import (
 )
 from vexplain.core.errors import InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notices import warn
 from vexplain.core.targets import ScoreFunction
 
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
@@ -120,6 +121,8 @@ class OnnxAdapter(ModelAdapter):
             from .onnx_fold import folded
 
             self._graph, self.folding = folded(self.model, self._data)
+        if self.folding and self.folding.startswith("unfolded: "):
+            warn(f"ONNX graph not constant-folded ({self.folding[len('unfolded: '):]}); layers and the CAM head are read from the graph as exported")
         return self._graph
 
     # -- outputs -----------------------------------------------------------------------------

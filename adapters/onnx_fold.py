@@ -10,7 +10,7 @@ computes an activation keeps its output name): chosen by ``benchmarks/measure_co
 against ONNX Runtime's offline optimisation and ``onnxsim`` (see benchmarks/README.md). ORT's
 basic level also folds but fuses Conv+BatchNorm and renames tensors, and writes its result only
 to a file; ``onnxsim`` folds the same graphs, more slowly. When ``onnxslim`` is not installed or
-fails on a graph, the graph is used unfolded and a notice says so.
+fails on a graph, the graph is used unfolded (the adapter then warns in ``exp.warnings``).
 
 Results are cached per process by a digest of the serialised graph (a few entries), so adapting
 the same file again costs one hash.
@@ -21,8 +21,6 @@ import collections
 import hashlib
 import threading
 from typing import Any
-
-from vexplain.core.notices import warn
 
 #: folded graphs by BLAKE2 digest of the input graph's bytes, most recent last
 _CACHE: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
@@ -37,7 +35,7 @@ def graph_digest(data: bytes) -> str:
 
 def folded(model: Any, data: bytes | None = None) -> tuple[Any, str]:
     """``(graph with constants folded, how)``: ``how`` is ``"onnxslim"``, ``"cached"`` or
-    ``"unfolded: <reason>"``. ``data`` are ``model``'s serialised bytes when the caller has them."""
+    ``"unfolded: <reason>"`` (then the graph is ``model`` itself, and nothing is cached). ``data`` are ``model``'s serialised bytes when the caller has them."""
     data = model.SerializeToString() if data is None else data
     key = graph_digest(data)
     with _LOCK:
@@ -46,7 +44,6 @@ def folded(model: Any, data: bytes | None = None) -> tuple[Any, str]:
             return _CACHE[key], "cached"
     result, how = fold_with_onnxslim(model)
     if result is None:
-        warn(f"ONNX graph not constant-folded ({how}); layers and the CAM head are read from the graph as exported")
         return model, f"unfolded: {how}"
     with _LOCK:
         _CACHE[key] = result

@@ -167,11 +167,11 @@ def test_saturated_probabilities_hide_what_logits_show():
     """A class at probability 1.0 (float32) does not move when its evidence is occluded (drops of
     exactly 0 here); its logit does (drops up to 0.40)."""
     model = Squashed("softmax")
-    top = int(model(torch.from_numpy(X[:1])).argmax())
+    top = int(model(torch.from_numpy(X[:1])).detach().argmax())
     with torch.no_grad():
         model.net.fc.bias[top] += 25.0  # the top class wins by a wide margin: its probability saturates
     graph = export(model, SHAPE, ["probabilities"])
-    assert float(model(torch.from_numpy(X[:1]))[0, top]) > 0.99999
+    assert float(model(torch.from_numpy(X[:1])).detach()[0, top]) == 1.0  # saturated in float32
     on_logits = vx.explain(graph, X[:1], method="occlusion", targets=top, window=8, stride=8)
     on_probabilities = vx.explain(vx.adapt(graph, scores="output"), X[:1], method="occlusion", targets=top, window=8, stride=8)
     assert np.abs(on_logits.maps).max() > 0.1 and np.abs(on_probabilities.maps).max() < 1e-6
@@ -210,3 +210,15 @@ def test_folding_is_cached_by_graph_content():
     first.layers()
     second.layers()
     assert second.folding == "cached" and second.graph is first.graph
+
+
+def test_without_a_folder_the_graph_is_read_as_exported_and_the_explanation_says_so(monkeypatch):
+    from vexplain.adapters import onnx_fold
+
+    monkeypatch.setattr(onnx_fold, "fold_with_onnxslim", lambda model: (None, "onnxslim is not installed: pip install onnxslim"))
+    model = seeded_cnn(seed=5)
+    exp = vx.explain(onnx_bytes(model, SHAPE), X, method="cam", targets=[1, 1, 1])  # torch's export needs no folding
+    close(exp.maps, vx.explain(model, X, method="cam", targets=[1, 1, 1]).maps, atol=1e-5)
+    assert exp.warnings == ["ONNX graph not constant-folded (onnxslim is not installed: pip install onnxslim); layers and the CAM head are read from the graph as exported"]
+    with pytest.raises(vx.UnsupportedCapability, match="'classifier_weights'"):  # Constant-node weights stay unfound
+        vx.explain(paddle_style(onnx_bytes(seeded_cnn(seed=6), SHAPE)), X, method="cam")
