@@ -1,7 +1,13 @@
 """ONNX Runtime adapter: forward, intermediate activations as extra outputs, classifier weights
-from initializers. Gradients are not available (ONNX Runtime's inference build has no autograd)."""
+from initializers. Gradients are not available (ONNX Runtime's inference build has no autograd).
+
+Which output is explained, and whether a final Softmax/Sigmoid is skipped, is ``onnx_outputs``'
+business; layers and the CAM head are read from the graph with its constants folded
+(``onnx_fold``), which is also the graph activations and splits run on.
+"""
 from __future__ import annotations
 
+import copy
 import threading
 import zipfile
 from pathlib import Path
@@ -13,15 +19,19 @@ from vexplain.core.adapter import (
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
+    DEFAULT_CAM_LAYER,
     FORWARD,
     ActivationResult,
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.errors import ModelLoadError
+from vexplain.core.errors import InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notices import warn
+from vexplain.core.targets import ScoreFunction
 
-from .onnx_graph import find_cam_head, read_metadata, tensor_ranks, with_extra_outputs
+from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
+from .onnx_outputs import OutputChoice, choose_output, class_scores, scored
 from .ort_session import make_session, run_batched
 
 
@@ -31,6 +41,9 @@ class OnnxAdapter(ModelAdapter):
 
     ``providers`` defaults to CUDA (when installed) then CPU; ``batch_size`` (default 64) bounds
     each run. A graph with a fixed batch dimension is run in batches of exactly that size.
+    ``output`` (name or index) chooses the explained graph output (required for class-index
+    targets when the graph has several); ``scores`` = ``"logits"`` (default: a Softmax/Sigmoid
+    computing that output is skipped, its input is scored) or ``"output"`` (see ``onnx_outputs``).
     Activations and classifier weights need the graph, which an ``InferenceSession`` built from
     a file path still gives; one built from bytes supports ``forward`` only. Calls may overlap
     (ONNX Runtime sessions are thread-safe and nothing here changes the model); the sessions
@@ -41,8 +54,13 @@ class OnnxAdapter(ModelAdapter):
     capabilities = frozenset({FORWARD, ACTIVATIONS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT})
     #: concurrent explain/evaluate calls run in parallel (``core/concurrency.py``)
     exclusive_keys: tuple = ()
+    #: set by ``with_score_function`` (callable targets): scores are then ``function(outputs)`` as (N, 1)
+    _score_function: ScoreFunction | None = None
 
-    def __init__(self, source: Any, providers: Sequence[str] | None = None, batch_size: int = 64, threads: int | None = None, name: str | None = None):
+    def __init__(
+        self, source: Any, providers: Sequence[str] | None = None, batch_size: int = 64, threads: int | None = None,
+        name: str | None = None, output: str | int | None = None, scores: str = "logits",
+    ):
         super().__init__()
         import onnx
         import onnxruntime as ort
@@ -51,31 +69,40 @@ class OnnxAdapter(ModelAdapter):
         self.providers = list(providers) if providers else None
         self.threads = threads
         self.model = None
+        session = None
         if isinstance(source, ort.InferenceSession):
-            self.session = source
+            session = source
             self.providers = source.get_providers()
             path = getattr(source, "_model_path", None)
             self.model = onnx.load(path) if path else None
             self.name = name or (Path(path).name if path else "InferenceSession")
         else:
             self.model, self.name = _load_proto(source, name)
-            self.session = make_session(self.model.SerializeToString(), self.providers, threads)
         if self.model is None:
             self.capabilities = frozenset({FORWARD})
         else:
             self.metadata = read_metadata(self.model)
+        self._data = self.model.SerializeToString() if self.model is not None else None
+        if session is None:
+            session = make_session(self._data, self.providers, threads)
+        outputs = [(o.name, tuple(d if d else "?" for d in o.shape)) for o in session.get_outputs()]
+        self.choice: OutputChoice = choose_output(self.model, outputs, output, scores, self.describe())
+        extra = [self.choice.scores_tensor] if self.choice.scores_tensor not in (None, *self.choice.names) else []
+        self.session = make_session(with_extra_outputs(self.model, extra), self.providers, threads) if extra else session
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        self.output_name = self.session.get_outputs()[0].name
         shape = model_input.shape
         if len(shape) != 4:
             raise ModelLoadError(f"ONNX model '{self.name}' takes input of rank {len(shape)}; vexplain explains image models with (N, C, H, W) input")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self._channels = shape[1] if isinstance(shape[1], int) else None
-        self._ranks: dict[str, int | None] | None = None
-        self._extended: dict[str, Any] = {}
-        self._tails: dict[str, Any] = {}
-        self._cache_lock = threading.Lock()
+        self._graph: Any = None
+        self.folding: str | None = None
+        self._layers: list[str] | None = None
+        self._heads: dict[str | None, Any] = {}
+        self._extended: dict[tuple, Any] = {}
+        self._tails: dict[tuple, Any] = {}
+        self._cache_lock = threading.RLock()  # shared by bound copies (copy.copy), like the caches
 
     @property
     def input_channels(self) -> int | None:
@@ -84,9 +111,54 @@ class OnnxAdapter(ModelAdapter):
     def describe(self) -> str:
         return f"ONNX Runtime model '{self.name}'"
 
+    @property
+    def output_name(self) -> str | None:
+        """The explained graph output: the chosen one, or the only one (None: several, none chosen)."""
+        return self.choice.chosen if self.choice.chosen is not None else (self.choice.names[0] if len(self.choice.outputs) == 1 else None)
+
+    def output_notes(self) -> dict[str, Any]:
+        return self.choice.notes()
+
+    @property
+    def graph(self) -> Any:
+        """The graph with its constants folded (``onnx_fold``, cached), read for layers, the CAM
+        head, activations and splits; ``folding`` says how it was obtained."""
+        with self._cache_lock:
+            if self._graph is None and self.model is not None:
+                from .onnx_fold import folded
+
+                self._graph, self.folding = folded(self.model, self._data)
+        if self.folding and self.folding.startswith("unfolded: "):
+            warn(f"ONNX graph not constant-folded ({self.folding[len('unfolded: '):]}); layers and the CAM head are read from the graph as exported")
+        return self._graph
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def _fetched(self) -> list[str]:
+        """The tensors each run fetches: the callable's outputs, or the one class scores come from."""
+        if self._score_function is not None:
+            return self.choice.callable_names()
+        return self.choice.class_score_names(self.describe())
+
+    def _read(self, tensors: list[torch.Tensor], rows: int) -> torch.Tensor:
+        """Fetched tensors (in ``_fetched`` order) as scores: ``(N, K)`` class scores, or ``(N, 1)`` of a callable."""
+        if self._score_function is not None:
+            names = self.choice.callable_names()
+            single = self.choice.chosen is not None or len(self.choice.outputs) == 1
+            return scored(self._score_function, names, tensors, single, rows)
+        return class_scores(tensors[0], self._fetched()[0], self.describe())
+
+    def with_score_function(self, function: ScoreFunction) -> "OnnxAdapter":
+        """Bound to a callable target: it receives the chosen (or only) output as a CPU torch
+        tensor, or ``{output name: tensor}`` for every output of a multi-output graph."""
+        bound = copy.copy(self)
+        bound._score_function = function
+        return bound
+
     def forward(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        (scores,) = run_batched(self.session, self.input_name, [self.output_name], inputs, batch_size or self.batch_size, self.fixed_batch)
-        return scores
+        names = self._fetched()
+        tensors = run_batched(self.session, self.input_name, names, inputs, batch_size or self.batch_size, self.fixed_batch)
+        return self._read(tensors, len(inputs))
 
     def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
         if engine not in ("auto", "onnx"):
@@ -96,53 +168,91 @@ class OnnxAdapter(ModelAdapter):
             notes["fixed_batch"] = self.fixed_batch
         return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "onnx", notes)
 
+    # -- layers and the CAM head -------------------------------------------------------------
+
     def layers(self) -> list[str]:
-        if self.model is None:
-            return []
+        """Node outputs of the folded graph that may be 4-D feature maps (rank 4 or unknown)."""
         with self._cache_lock:
-            if self._ranks is None:
-                self._ranks = tensor_ranks(self.model)
-        return [name for name, rank in self._ranks.items() if rank in (4, None)]
+            if self._layers is None:
+                self._layers = [] if self.model is None else activation_names(self.graph)
+        return self._layers
+
+    def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """The layers that really are 4-D maps of more than one position on ``sample``, with their shapes (one run)."""
+        names = self.layers()
+        if not names:
+            return {}
+        session = make_session(with_extra_outputs(self.graph, names), self.providers, self.threads)
+        values = run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
+        return {name: tuple(v.shape) for name, v in zip(names, values) if v.dim() == 4 and v.shape[2] * v.shape[3] > 1}
+
+    def _head(self) -> Any:
+        explained = None if self._score_function is not None else self.choice.scores_tensor
+        with self._cache_lock:
+            if explained not in self._heads:
+                self._heads[explained] = find_cam_head(self.graph, explained) if self.model is not None else None
+        return self._heads[explained]
+
+    def supports(self, capability: str) -> bool:
+        """As declared, except that classifier weights need a pooling → Gemm/MatMul head in the graph."""
+        if capability == CLASSIFIER_WEIGHTS and capability in self.capabilities:
+            try:
+                return self._head() is not None
+            except (InvalidTarget, ModelLoadError):
+                return False
+        return capability in self.capabilities
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
-        head = find_cam_head(self.model) if self.model is not None else None
+        head = self._head()
         if head is None:
-            raise self._unsupported(CLASSIFIER_WEIGHTS, "no GlobalAveragePool followed by Gemm/MatMul was found in the graph")
+            raise self._unsupported(
+                DEFAULT_CAM_LAYER,
+                "no GlobalAveragePool (or ReduceMean over H, W) feeding a Gemm/MatMul that computes the explained output; pass layer= a name from `vexplain layers MODEL`",
+            )
         return head[0]
 
-    def classifier_weights(self) -> torch.Tensor:
-        head = find_cam_head(self.model) if self.model is not None else None
+    def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
+        if self._score_function is not None:
+            raise InvalidTarget("classifier weights belong to class indices; a callable target has none: use a gradient or perturbation method, or give class indices")
+        self._fetched()  # several outputs and none chosen: say so, not that the head is missing
+        head = self._head()
         if head is None:
-            raise self._unsupported(CLASSIFIER_WEIGHTS, "no GlobalAveragePool followed by Gemm/MatMul was found in the graph")
+            raise self._unsupported(CLASSIFIER_WEIGHTS, f"no GlobalAveragePool followed by a Gemm/MatMul computing '{self.choice.scores_tensor}' was found in the graph")
         return torch.from_numpy(head[1].copy())
+
+    # -- activations and splits --------------------------------------------------------------
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
         """The graph split at ``layer`` (``onnx_split``): only the nodes after it run on the batch."""
         if self.model is None:
             raise self._unsupported(ACTIVATION_REPLACEMENT, "the session was built without a graph vexplain can read")
-        tail = self._tails.get(layer)
+        names = self._fetched()
+        key = (layer, tuple(names))
+        tail = self._tails.get(key)
         if tail is None:
             from .onnx_split import Tail, tail_model
 
             self.check_layer(layer)
             with self._cache_lock:
-                tail = self._tails.get(layer)
+                tail = self._tails.get(key)
                 if tail is None:
-                    data, reads_input = tail_model(self.model, layer, self.output_name)
+                    data, reads_input = tail_model(self.graph, layer, names)
                     session = make_session(data, self.providers, self.threads)
-                    tail = self._tails[layer] = Tail(session, layer, self.input_name, self.output_name, reads_input, self.fixed_batch)
-        return tail.run(inputs, activations)
+                    tail = self._tails[key] = Tail(session, layer, self.input_name, names, reads_input, self.fixed_batch)
+        return self._read(tail.run(inputs, activations), len(activations))
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if self.model is None:
             raise self._unsupported(ACTIVATIONS, "the session was built without a graph vexplain can read")
         self.check_layer(layer)
+        names = self._fetched()
+        key = (layer, tuple(names))
         with self._cache_lock:
-            session = self._extended.get(layer)
+            session = self._extended.get(key)
             if session is None:
-                session = self._extended[layer] = make_session(with_extra_outputs(self.model, [layer]), self.providers, self.threads)
-        scores, acts = run_batched(session, self.input_name, [self.output_name, layer], inputs, self.batch_size, self.fixed_batch)
-        return ActivationResult(activations=acts, scores=scores)
+                session = self._extended[key] = make_session(with_extra_outputs(self.graph, [*names, layer]), self.providers, self.threads)
+        *fetched, acts = run_batched(session, self.input_name, [*names, layer], inputs, self.batch_size, self.fixed_batch)
+        return ActivationResult(activations=acts, scores=self._read(fetched, len(inputs)))
 
 
 def _load_proto(source: Any, name: str | None):

@@ -54,38 +54,80 @@ def _is_global_pool(node, initializers: dict[str, np.ndarray]) -> bool:
     return False
 
 
-def find_cam_head(model) -> tuple[str, np.ndarray] | None:
-    """The tensor entering global average pooling and the ``(K, C)`` classifier weight after it.
+#: ops a pooled vector passes through on its way to the classifier, or the scores after it
+_SHAPE_OPS = ("Flatten", "Reshape", "Squeeze", "Identity")
+_AFTER_CLASSIFIER = ("Flatten", "Reshape", "Squeeze", "Identity", "Add", "Softmax", "Sigmoid")
 
-    Follows the pooling output through shape-only ops (Flatten, Reshape, Squeeze) to a Gemm or
-    MatMul whose weight is an initializer. None when the graph has no such head.
+
+def cam_heads(model) -> list[tuple[str, np.ndarray, str]]:
+    """Every ``(pooled layer, (K, C) classifier weight, classifier output)`` in graph order.
+
+    From each global average pooling the pooled tensor is followed through shape-only ops
+    (Flatten, Reshape, Squeeze, Identity) to a Gemm or MatMul whose weight is an initializer
+    (fold constants first: Constant-node weights count only once folded). ``Shape`` nodes that
+    read the pooled tensor are ignored (they read its shape, not its values: exporters build a
+    Reshape's target from them).
     """
     initializers = _initializers(model)
+    consumers = _consumers(model)
+    heads = []
+    for node in model.graph.node:
+        if not _is_global_pool(node, initializers):
+            continue
+        frontier = [node.output[0]]
+        for _ in range(4):  # a pooled vector may feed several heads (boxes, scores, landmarks)
+            following = [n for tensor in frontier for n in consumers.get(tensor, []) if n.op_type != "Shape" and n.input[0] == tensor]
+            frontier = [n.output[0] for n in following if n.op_type in _SHAPE_OPS]
+            for nxt in following:
+                if nxt.op_type == "Gemm" and nxt.input[1] in initializers:
+                    weight = initializers[nxt.input[1]]
+                    weight = weight if _attribute(nxt, "transB", 0) else weight.T
+                    heads.append((node.input[0], np.ascontiguousarray(weight, dtype=np.float32), nxt.output[0]))
+                elif nxt.op_type == "MatMul" and nxt.input[1] in initializers:
+                    heads.append((node.input[0], np.ascontiguousarray(initializers[nxt.input[1]].T, dtype=np.float32), nxt.output[0]))
+    return heads
+
+
+def find_cam_head(model, explained: str | None = None) -> tuple[str, np.ndarray] | None:
+    """The tensor entering global average pooling and the ``(K, C)`` classifier weight after it,
+    for the head whose classifier computes ``explained`` (directly, or through shape ops, a bias
+    Add, Softmax or Sigmoid); with ``explained`` None, the last head. None when there is none."""
+    heads = cam_heads(model)
+    if explained is not None:
+        consumers = _consumers(model)
+        heads = [h for h in heads if _reaches(h[2], explained, consumers)]
+    return (heads[-1][0], heads[-1][1]) if heads else None
+
+
+def _reaches(tensor: str, explained: str, consumers: dict[str, list]) -> bool:
+    for _ in range(8):
+        if tensor == explained:
+            return True
+        following = [n for n in consumers.get(tensor, []) if n.op_type in _AFTER_CLASSIFIER and n.output]
+        if len(following) != 1:
+            return False
+        tensor = following[0].output[0]
+    return tensor == explained
+
+
+def _consumers(model) -> dict[str, list]:
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    head = None
+    return consumers
+
+
+def activation_names(model) -> list[str]:
+    """Node outputs that may be feature maps: rank 4 or unknown, not computed from constants
+    alone (``Constant`` nodes and what only they feed), in graph order."""
+    ranks = tensor_ranks(model)
+    constant = {init.name for init in model.graph.initializer}
     for node in model.graph.node:
-        if not _is_global_pool(node, initializers):
-            continue
-        tensor = node.output[0]
-        for _ in range(4):
-            following = consumers.get(tensor, [])
-            if len(following) != 1:
-                break
-            nxt = following[0]
-            if nxt.op_type in ("Flatten", "Reshape", "Squeeze"):
-                tensor = nxt.output[0]
-                continue
-            if nxt.op_type == "Gemm" and nxt.input[1] in initializers:
-                weight = initializers[nxt.input[1]]
-                weight = weight if _attribute(nxt, "transB", 0) else weight.T
-                head = (node.input[0], np.ascontiguousarray(weight, dtype=np.float32))
-            elif nxt.op_type == "MatMul" and nxt.input[1] in initializers:
-                head = (node.input[0], np.ascontiguousarray(initializers[nxt.input[1]].T, dtype=np.float32))
-            break
-    return head
+        inputs = [n for n in node.input if n]
+        if node.op_type in ("Constant", "ConstantOfShape", "Shape", "Size") or (inputs and all(n in constant for n in inputs)):
+            constant.update(n for n in node.output if n)
+    return [name for name, rank in ranks.items() if rank in (4, None) and name not in constant]
 
 
 def with_extra_outputs(model, names: list[str]) -> bytes:

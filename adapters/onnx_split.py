@@ -24,22 +24,23 @@ class Tail:
     session: object
     layer: str
     input_name: str
-    output_name: str
+    output_names: list[str]
     reads_input: bool
     fixed_batch: int | None
 
-    def run(self, inputs: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B, K)`` for the single input ``inputs`` ``(1, C, H, W)`` with the layer's output
-        replaced by each row of ``activations`` ``(B, c, h, w)``."""
+    def run(self, inputs: torch.Tensor, activations: torch.Tensor) -> list[torch.Tensor]:
+        """The output tensors, each ``(B, ...)``, for the single input ``inputs`` ``(1, C, H, W)``
+        with the layer's output replaced by each row of ``activations`` ``(B, c, h, w)``."""
         repeated = {self.input_name: inputs} if self.reads_input else None
-        (scores,) = run_batched(self.session, self.layer, [self.output_name], activations, len(activations), self.fixed_batch, repeated)
-        return scores
+        return run_batched(self.session, self.layer, list(self.output_names), activations, len(activations), self.fixed_batch, repeated)
 
 
-def tail_model(model, layer: str, output_name: str) -> tuple[bytes, bool]:
-    """``(serialised tail graph, reads_input)`` for cutting ``model`` at tensor ``layer``."""
+def tail_model(model, layer: str, output_names: list[str] | str) -> tuple[bytes, bool]:
+    """``(serialised tail graph, reads_input)`` for cutting ``model`` at tensor ``layer``, computing
+    ``output_names`` (graph outputs or intermediate tensors, such as a Softmax's input)."""
     import onnx
 
+    output_names = [output_names] if isinstance(output_names, str) else list(output_names)
     graph = model.graph
     producers = {name: node for node in graph.node for name in node.output}
     if layer not in producers:
@@ -47,7 +48,7 @@ def tail_model(model, layer: str, output_name: str) -> tuple[bytes, bool]:
     needed: set[str] = set()
     kept: set[int] = set()
     index = {id(node): i for i, node in enumerate(graph.node)}
-    stack = [output_name]
+    stack = list(output_names)
     while stack:
         name = stack.pop()
         if name in needed:
@@ -77,7 +78,10 @@ def tail_model(model, layer: str, output_name: str) -> tuple[bytes, bool]:
     if reads_input:
         tail.graph.input.append(graph.input[0])
     del tail.graph.output[:]
-    tail.graph.output.extend(o for o in graph.output if o.name == output_name)
+    declared = {o.name: o for o in graph.output}
+    tail.graph.output.extend(
+        declared[name] if name in declared else onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in output_names
+    )
     del tail.graph.value_info[:]  # shapes are re-inferred; the batch size of the tail may differ
     return tail.SerializeToString(), reads_input
 

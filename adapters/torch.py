@@ -1,4 +1,5 @@
-"""PyTorch adapter: autograd gradients, forward hooks for activations, the last Linear for CAM.
+"""PyTorch adapter: autograd gradients, forward hooks for activations, for CAM the Linear that
+computes the explained output; ``output=`` chooses among structured outputs (``torch_outputs``).
 
 The model stays on its device. During each call every module is put in eval mode and its
 previous training flag is restored afterwards; hooks are removed in ``finally``; gradients are
@@ -19,6 +20,7 @@ from vexplain.core.adapter import (
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
     CLASSIFIER_WEIGHTS,
+    DEFAULT_CAM_LAYER,
     FORWARD,
     GRADIENTS,
     GUIDED_GRADIENTS,
@@ -34,6 +36,8 @@ from vexplain.core.hookspecs import hookimpl
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
+from .torch_layers import feature_map_shapes
+from .torch_outputs import on_output, producing_linear, select_output
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
 from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
 from .torch_precision import precision_error, reduced_precision, true_float32
@@ -88,8 +92,11 @@ def _differentiable(scores: torch.Tensor) -> torch.Tensor:
 class TorchAdapter(ModelAdapter):
     """An ``nn.Module`` (TorchScript included), kept on its device.
 
-    ``batch_size`` (default 64) bounds each forward/backward. TorchScript modules support
-    ``forward`` and ``gradients`` only, since hooks cannot be added to compiled modules.
+    ``batch_size`` (default 64) bounds each forward/backward. ``output`` (an index or name)
+    chooses the explained entry of a model returning a tuple, dict or object (``torch_outputs``:
+    a ``.logits`` is taken unasked; several entries and no choice refuse class-index targets).
+    TorchScript modules support ``forward`` and ``gradients`` only, since hooks cannot be added
+    to compiled modules.
     """
 
     backend = "torch"
@@ -97,9 +104,12 @@ class TorchAdapter(ModelAdapter):
     #: set by ``with_score_function`` (callable targets): scores are then ``function(output)`` as (N, 1)
     _score_function: ScoreFunction | None = None
 
-    def __init__(self, model: torch.nn.Module, batch_size: int = 64, name: str | None = None, metadata: dict | None = None):
+    def __init__(self, model: torch.nn.Module, batch_size: int = 64, name: str | None = None, metadata: dict | None = None, output: str | int | None = None):
         super().__init__()
         self.model = model
+        self.output = output
+        #: the name of the entry last explained (``output`` or an unasked ``logits``), for ``exp.options``
+        self._explained_name: str | None = None
         self.batch_size = batch_size
         self.name = name or type(model).__name__
         self.metadata = dict(metadata or {})
@@ -167,6 +177,9 @@ class TorchAdapter(ModelAdapter):
         return None
 
     def _scores(self, output: Any) -> torch.Tensor:
+        if self._score_function is None:  # a bound callable already chose (``with_score_function``)
+            output, name = select_output(output, self.output, self.describe())
+            self._explained_name = name if name is not None else self._explained_name
         if not isinstance(output, torch.Tensor) or output.dim() != 2:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise ModelLoadError(f"{self.describe()} returned {shape}; vexplain needs scores of shape (N, K), or targets= a callable scoring the output")
@@ -181,6 +194,10 @@ class TorchAdapter(ModelAdapter):
                 raise self._unsupported("engine 'onnx'", "callable targets run in torch; use engine 'auto' or 'torch'")
             return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": "callable targets run in torch"})
         wants_onnx = engine == "onnx" or (engine == "auto" and self.device.type == "cpu")
+        if wants_onnx and sample is not None and not self._returns_tensor(sample):
+            if engine == "onnx":
+                raise self._unsupported("engine 'onnx'", "the model returns several outputs, which run in torch; use engine 'auto' or 'torch'")
+            return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": "a model returning several outputs runs in torch"})
         if wants_onnx and sample is not None and not isinstance(self.model, torch.jit.ScriptModule):
             from .onnx_export import cached_export
             from .onnx import OnnxAdapter
@@ -266,6 +283,14 @@ class TorchAdapter(ModelAdapter):
                 fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
             return fallbacks
 
+    def _returns_tensor(self, sample: torch.Tensor) -> bool:
+        """Whether the model's output is a plain tensor (an export then computes exactly the scores)."""
+        with eval_mode(self.model), torch.no_grad():
+            return isinstance(self._call(sample[:1].to(self.device)), torch.Tensor)
+
+    def output_notes(self) -> dict[str, Any]:
+        return {} if self._explained_name is None else {"output": self._explained_name}
+
     def _forward_in(self, precision: str, batch: torch.Tensor) -> torch.Tensor:
         with reduced_precision(self.device, precision):
             return self.forward(batch, batch.shape[0])
@@ -297,7 +322,8 @@ class TorchAdapter(ModelAdapter):
 
     def with_score_function(self, function: ScoreFunction) -> "TorchAdapter":
         bound = copy.copy(self)
-        bound._score_function = function
+        bound._score_function = function if self.output is None else on_output(function, self.output, self.describe())
+        bound._explained_name = None if self.output is None else str(self.output)
         return bound
 
     def _module(self, layer: str) -> torch.nn.Module:
@@ -378,16 +404,46 @@ class TorchAdapter(ModelAdapter):
         mode = self.replacement_modes.get(layer)
         return "torch hook" if mode is None else f"torch hook ({mode})"
 
-    def classifier_weights(self) -> torch.Tensor:
+    def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
+        """The weight of the ``nn.Linear`` that computes the explained output (not merely the last
+        one in module order), found by one hooked forward pass on ``sample`` (default: zeros of the
+        metadata's input size; a model with a single Linear needs none)."""
         if self._score_function is not None:
             raise InvalidTarget("classifier weights belong to class indices; a callable target has none: use a gradient or perturbation method, or give class indices")
         linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
         if not linears:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the model has no nn.Linear classifier")
-        return linears[-1].weight.detach()
+        if sample is None and len(linears) == 1:
+            return linears[0].weight.detach()
+        sample = self._sample(sample, CLASSIFIER_WEIGHTS)[:1].to(self.device)
+        with eval_mode(self.model), torch.no_grad():
+            linear = producing_linear(self.model, lambda: self._call(sample), self.output, self.describe())
+        if linear is None:
+            raise self._unsupported(CLASSIFIER_WEIGHTS, "the explained output is not computed by an nn.Linear (CAM needs pooling followed by a linear classifier)")
+        return linear.weight.detach()
+
+    def _sample(self, sample: torch.Tensor | None, capability: str) -> torch.Tensor:
+        """``sample``, or zeros of the metadata's input size to trace shapes with."""
+        if sample is not None:
+            return sample
+        size = self.metadata.get("input_size")
+        if not size:
+            raise self._unsupported(capability, "give a sample input to trace the model with")
+        return torch.zeros((1, self.metadata.get("channels", 3), *size))
 
     def layers(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
+
+    def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with its shape (one hooked pass)."""
+        if ACTIVATIONS not in self.capabilities:
+            return {}
+        shapes = self._feature_maps(sample[:1].to(self.device))
+        return {name: shapes[name] for name in self.layers() if name in shapes}
+
+    def _feature_maps(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        with eval_mode(self.model), torch.no_grad():
+            return feature_map_shapes(self.model, lambda: self._call(sample))
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         """The outermost module whose output is the last 4-D activation with more than one pixel.
@@ -398,12 +454,7 @@ class TorchAdapter(ModelAdapter):
         """
         if ACTIVATIONS not in self.capabilities:
             raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")
-        if sample is None:
-            size = self.metadata.get("input_size")
-            channels = self.metadata.get("channels", 3)
-            if not size:
-                raise self._unsupported(ACTIVATIONS, "give a sample input to find the default layer")
-            sample = torch.zeros((1, channels, *size))
+        sample = self._sample(sample, ACTIVATIONS)
         known = _DEFAULT_LAYERS.setdefault(self.model, {})
         key = (tuple(sample.shape[1:]), tuple((n, type(m)) for n, m in self.model.named_modules()))
         if key not in known:
@@ -411,24 +462,9 @@ class TorchAdapter(ModelAdapter):
         return known[key]
 
     def _find_last_spatial(self, sample: torch.Tensor) -> str:
-        found: list[str] = []
-
-        def make_hook(name: str):
-            def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
-                    found.append(name)
-
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(n)) for n, m in self.model.named_modules() if n]
-        try:
-            with eval_mode(self.model), torch.no_grad():
-                self._call(sample)
-        finally:
-            for handle in handles:
-                handle.remove()
+        found = list(self._feature_maps(sample))
         if not found:
-            raise self._unsupported(ACTIVATIONS, "no layer outputs a 4-D feature map with more than one pixel")
+            raise self._unsupported(DEFAULT_CAM_LAYER, "no layer outputs a 4-D feature map with more than one pixel; pass layer=")
         return found[-1]
 
 

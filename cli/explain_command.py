@@ -33,6 +33,7 @@ def add_parser(subcommands: Any) -> None:
         "(detection, input pixels), region=mask.png[:label] (segmentation; nonzero pixels inside, resized to the model "
         "input by nearest neighbour), or KIND=VALUE for another registered target kind",
     )
+    parser.add_argument("--output", help="the model output to explain, by name or index, for models with several (see the error listing them)")
     parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
     parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.layer is not None:
         options["layer"] = args.layer
-    adapter = load_model(args.model, args.weights)
+    adapter = load_model(args.model, args.weights, args.output)
     meta = adapter.metadata
     size = args.size or meta.get("input_size")
     mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)

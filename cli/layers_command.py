@@ -1,4 +1,5 @@
-"""``vexplain layers MODEL``: names usable as ``--layer``, the default CAM layer marked."""
+"""``vexplain layers MODEL``: the feature maps usable as ``--layer``, with their shapes, the
+default CAM layer marked."""
 from __future__ import annotations
 
 import argparse
@@ -12,24 +13,32 @@ from .model_loading import load_model
 
 
 def add_parser(subcommands: Any) -> None:
-    parser = subcommands.add_parser("layers", help="list a model's layers", description="List the layer names a model accepts as --layer; '*' marks the default for CAM methods.")
+    parser = subcommands.add_parser(
+        "layers", help="list a model's layers",
+        description="List the 4-D feature maps a model accepts as --layer, with their shapes for one input; '*' marks the default for CAM methods.",
+    )
     parser.add_argument("model", metavar="MODEL", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL")
+    parser.add_argument("--output", help="the explained output (name or index), for models with several: the default layer is the one feeding its classifier")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size used to trace shapes (default: metadata, else 224 224)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    adapter = load_model(args.model, args.weights)
+    adapter = load_model(args.model, args.weights, args.output)
     size = args.size or adapter.metadata.get("input_size") or (224, 224)
-    channels = adapter.input_channels or 3
+    sample = torch.zeros((1, adapter.input_channels or 3, *size))
     try:
-        default = adapter.default_cam_layer(torch.zeros((1, channels, *size)))
+        default = adapter.default_cam_layer(sample)
     except UnsupportedCapability:
         default = None
-    names = adapter.layers()
-    if not names:
-        print(f"{adapter.describe()} exposes no layers (methods that need only forward passes still work)")
-    for name in names:
-        print(f"{'*' if name == default else ' '} {name}")
+    shapes = adapter.layer_shapes(sample)
+    if not shapes:
+        print(f"{adapter.describe()} exposes no feature maps usable as --layer (methods that need only forward passes still work)")
+        return 0
+    width = max(len(name) for name in shapes)
+    for name, shape in shapes.items():
+        print(f"{'*' if name == default else ' '} {name:<{width}}  ({', '.join(map(str, shape))})")
+    if default is None:
+        print("no default CAM layer (no global average pooling feeding a linear classifier): pass --layer")
     return 0

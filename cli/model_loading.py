@@ -12,10 +12,12 @@ from vexplain.core.errors import ModelLoadError
 METADATA_KEYS = ("class_names", "input_size", "mean", "std")
 
 
-def load_model(spec: str, weights: str | None = None) -> ModelAdapter:
+def load_model(spec: str, weights: str | None = None, output: str | None = None) -> ModelAdapter:
     """``spec`` (a .onnx or TorchScript path, or ``pkg.module:factory``) adapted, with metadata from
-    the model (ONNX metadata_props) or a JSON file beside the model or the weights (same stem)."""
-    adapter = adapt(spec, weights=weights) if weights is not None else adapt(spec)
+    the model (ONNX metadata_props) or a JSON file beside the model or the weights (same stem);
+    ``output``: the explained output's name or index (``--output``)."""
+    options = {key: value for key, value in (("weights", weights), ("output", output)) if value is not None}
+    adapter = adapt(spec, **options)
     for candidate in (weights, spec):
         if candidate and Path(candidate).is_file():
             sidecar = Path(candidate).with_suffix(".json")

@@ -22,6 +22,8 @@ ACTIVATION_GRADIENTS = "activation_gradients"
 CLASSIFIER_WEIGHTS = "classifier_weights"
 GUIDED_GRADIENTS = "guided_gradients"
 ACTIVATION_REPLACEMENT = "activation_replacement"
+#: not a capability methods require, but what CAM methods lack when no ``layer=`` is given and none can be inferred
+DEFAULT_CAM_LAYER = "default CAM layer"
 ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS)
 
 
@@ -161,8 +163,9 @@ class ModelAdapter(ABC):
         """The output of ``layer`` and d(y_t)/d(that output), from one forward and one backward pass."""
         raise self._unsupported(ACTIVATION_GRADIENTS)
 
-    def classifier_weights(self) -> torch.Tensor:
-        """The ``(K, C)`` weight matrix applied after global average pooling."""
+    def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(K, C)`` weight matrix applied after global average pooling, of the classifier
+        that computes the explained output (``sample``: an input to trace the model with)."""
         raise self._unsupported(CLASSIFIER_WEIGHTS)
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
@@ -177,6 +180,15 @@ class ModelAdapter(ABC):
     def layers(self) -> list[str]:
         """Names a user can pass as ``layer=``."""
         return []
+
+    def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """The layers whose output on ``sample`` is a 4-D feature map of more than one position
+        (usable as ``layer=`` by the CAM family), with their shapes, in ``layers()`` order."""
+        return {}
+
+    def output_notes(self) -> dict[str, Any]:
+        """Which output was explained and how it was scored (e.g. ``output``, ``scores``), for ``exp.options``."""
+        return {}
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         """The last 4-D activation that feeds global pooling (``sample``: an input to trace shapes with)."""

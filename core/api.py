@@ -79,7 +79,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
         targets=numpy(result.targets, "int64"),
         scores=numpy(result.scores),
         method=method,
-        options={**resolved, **result.notes, "targets": request.description, "backend": adapter.backend},
+        options={**resolved, **result.notes, **adapter.output_notes(), "targets": request.description, "backend": adapter.backend},
         attributions=numpy(result.attributions),
         layer_maps=numpy(result.layer_maps),
         warnings=warnings,

@@ -21,7 +21,7 @@ class Cam(CamExplainer):
     paper = "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016"
 
     def weights(self, step: CamStep) -> torch.Tensor:
-        weights = step.adapter.classifier_weights().to(step.activations.device, step.activations.dtype)
+        weights = step.adapter.classifier_weights(step.inputs[:1]).to(step.activations.device, step.activations.dtype)
         if weights.shape[1] != step.activations.shape[1]:
             raise InvalidOption(
                 f"CAM needs the layer that feeds global pooling: layer '{step.layer}' has {step.activations.shape[1]} channels "

@@ -114,7 +114,7 @@ def test_onnx_graph_split_equals_full_rerun(case):
     onnx_exp = vx.explain(onnx_adapter, x, method="ablationcam", targets=[0, 2], layer=_onnx_layer(onnx_adapter, model, x, layer))
     assert onnx_exp.options["ablation_engine"] == "onnx graph split"
     np.testing.assert_allclose(onnx_exp.maps, torch_exp.maps, rtol=0, atol=ATOL)
-    tail = onnx_adapter._tails[onnx_exp.options["layer"]]
+    tail = onnx_adapter._tails[(onnx_exp.options["layer"], ("scores",))]
     assert tail.reads_input == (case != "seeded_cnn/features")  # a path around the layer is recomputed from the input
 
 
