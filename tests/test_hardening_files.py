@@ -1,0 +1,198 @@
+"""Untrusted files and outputs: ONNX external data, sidecar JSON, images, ground truth, output paths.
+
+Each numbered defect of the file audit has a test here that failed before the fix:
+1. ONNX external data resolved against the cwd (a hostile model reads any file as scores);
+6. unbounded image decoding; 7. sidecar/metadata JSON of the wrong types; 8. CLI output writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import vexplain as vx
+from vexplain.cli.main import main
+from vexplain.core.errors import ImageLoadError, InvalidInput, ModelLoadError
+
+SECRET = b"TOP-SECRET-KEY!!"  # 16 bytes = 4 float32 scores
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. ONNX external data
+
+
+def leaky_model(location: str, *, where: str = "initializer") -> onnx.ModelProto:
+    """scores (N, 4) = mean over pixels of x (N, 4, 2, 2) + W, with W's 16 bytes in ``location``."""
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Add", ["flat", "W"], ["scores"]),
+    ]
+    initializers = [weight]
+    if where == "constant":
+        nodes.insert(0, helper.make_node("Constant", [], ["W"], value=weight))
+        initializers = []
+    elif where == "subgraph":
+        body = helper.make_graph([helper.make_node("Constant", [], ["W_then"], value=weight)], "then", [], [helper.make_tensor_value_info("W_then", TensorProto.FLOAT, [4])])
+        cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+        nodes.insert(0, helper.make_node("If", ["cond"], ["W"], then_branch=body, else_branch=body))
+        initializers = [cond]
+    elif where == "sparse":
+        indices = helper.make_tensor("W_idx", TensorProto.INT64, [4], [0, 1, 2, 3])
+        initializers = []
+        graph_sparse = [helper.make_sparse_tensor(weight, indices, [4])]
+    graph = helper.make_graph(
+        nodes, "leak", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 2, 2])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4])], initializer=initializers,
+    )
+    if where == "sparse":
+        graph.sparse_initializer.extend(graph_sparse)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.fixture()
+def hostile(tmp_path, monkeypatch):
+    """A model folder with no secret in it, and a cwd (the user's 'home') holding the secret."""
+    models, home = tmp_path / "models", tmp_path / "home"
+    models.mkdir()
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_bytes(SECRET)
+    monkeypatch.chdir(home)
+    return models, home
+
+
+def refused(call) -> str:
+    with pytest.raises(ModelLoadError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_relative_location_is_not_read_from_the_cwd(hostile, capsys):
+    models, home = hostile
+    path = models / "leak.onnx"
+    onnx.save(leaky_model(".ssh/id_rsa"), str(path))
+    message = refused(lambda: vx.adapt(str(path)))
+    assert "does not exist" in message and "'W'" in message
+    code, out, err = run_cli(capsys, "explain", path, home / "none.png", "--method", "occlusion")
+    assert code == 2 and SECRET.decode() not in out
+    assert "external data" in one_error_line(err)
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "symlinked_dir"])
+def test_locations_leaving_the_model_folder_are_refused(hostile, capsys, kind):
+    models, home = hostile
+    secret = home / ".ssh" / "id_rsa"
+    location = {"absolute": str(secret), "dotdot": "../home/.ssh/id_rsa", "symlink": "weights.bin", "symlinked_dir": "data/id_rsa"}[kind]
+    if kind == "symlink":
+        (models / "weights.bin").symlink_to(secret)
+    if kind == "symlinked_dir":
+        (models / "data").symlink_to(home / ".ssh", target_is_directory=True)
+    path = models / "leak.onnx"
+    onnx.save(leaky_model(location), str(path))
+    message = refused(lambda: vx.adapt(str(path)))
+    assert {"absolute": "absolute path", "dotdot": "'..'", "symlink": "outside the model's folder", "symlinked_dir": "outside the model's folder"}[kind] in message
+    image = home / "x.png"
+    cv2.imwrite(str(image), np.zeros((2, 2, 3), np.uint8))
+    code, out, err = run_cli(capsys, "explain", path, image, "--method", "occlusion", "--out", home / "out")
+    assert code == 2 and out == ""
+    one_error_line(err)
+
+
+@pytest.mark.parametrize("where", ["constant", "subgraph", "sparse"])
+def test_every_kind_of_tensor_is_checked(hostile, where):
+    models, _ = hostile
+    path = models / "leak.onnx"
+    onnx.save(leaky_model(".ssh/id_rsa", where=where), str(path))
+    assert "does not exist" in refused(lambda: vx.adapt(str(path)))
+    (models / "ok.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    onnx.save(leaky_model("../models/ok.bin", where=where), str(path))
+    assert "'..'" in refused(lambda: vx.adapt(str(path)))
+
+
+def test_bytes_and_protos_with_external_data_need_a_folder(hostile):
+    models, home = hostile
+    model = leaky_model(".ssh/id_rsa")
+    assert "no folder" in refused(lambda: vx.adapt(model.SerializeToString()))
+    assert "no folder" in refused(lambda: vx.adapt(model))
+    (models / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    proto = leaky_model("w.bin")
+    adapter = vx.adapt(proto, base_dir=models)
+    x = torch.zeros(1, 4, 2, 2)
+    np.testing.assert_array_equal(adapter.forward(x).numpy(), [[0.0, 1.0, 2.0, 3.0]])
+    assert proto.graph.initializer[0].data_location == TensorProto.EXTERNAL  # the caller's proto is untouched
+    assert "does not exist" in refused(lambda: vx.adapt(leaky_model(".ssh/id_rsa"), base_dir=models))
+
+
+def test_a_session_from_a_path_is_reread_under_the_same_rules(hostile):
+    import onnxruntime as ort
+
+    models, home = hostile
+    (models / "id_rsa").write_bytes(b"x" * 16)  # so ORT itself can open the file it resolves
+    path = models / "leak.onnx"
+    onnx.save(leaky_model("id_rsa"), str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert vx.adapt(session).capabilities  # inside the folder: fine
+    (models / "id_rsa").unlink()  # swapped for a link after ORT read it: vexplain's own re-read is refused
+    (models / "id_rsa").symlink_to(home / ".ssh" / "id_rsa")
+    assert "outside the model's folder" in refused(lambda: vx.adapt(session))
+
+
+def test_truncated_or_out_of_range_external_data_is_refused(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"1234")
+    path = tmp_path / "m.onnx"
+    onnx.save(leaky_model("w.bin"), str(path))
+    assert "truncated" in refused(lambda: vx.adapt(str(path)))
+
+
+def test_legitimate_external_data_loads_from_any_cwd(tmp_path, monkeypatch):
+    from models import images, seeded_cnn
+
+    model = seeded_cnn(seed=3).eval()
+    x = images(2, size=16, seed=1)
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    inline = tmp_path / "inline.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 16, 16),), str(inline), dynamo=False, input_names=["input"], output_names=["scores"], dynamic_axes={"input": {0: "b"}, "scores": {0: "b"}})
+    proto = onnx.load(str(inline))
+    external = folder / "model.onnx"
+    onnx.save(proto, str(external), save_as_external_data=True, all_tensors_to_one_file=True, location="model.data", size_threshold=0)
+    proto = onnx.load(str(inline))  # onnx.save moved the first copy's tensors out
+    assert (folder / "model.data").stat().st_size > 0
+    assert any(t.data_location == TensorProto.EXTERNAL for t in onnx.load(str(external), load_external_data=False).graph.initializer)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    expected = vx.explain(vx.adapt(proto), x, method="occlusion", window=4, stride=4)
+    for method in ("occlusion", "cam"):
+        loaded = vx.explain(vx.adapt(str(external)), x, method=method, window=4, stride=4) if method == "occlusion" else vx.explain(vx.adapt(str(external)), x, method=method)
+        reference = expected if method == "occlusion" else vx.explain(vx.adapt(proto), x, method=method)
+        np.testing.assert_array_equal(loaded.maps, reference.maps)
+        np.testing.assert_array_equal(loaded.scores, reference.scores)
