@@ -61,7 +61,7 @@ class OnnxAdapter(ModelAdapter):
         if self.model is None:
             self.capabilities = frozenset({FORWARD})
         else:
-            self.metadata = read_metadata(self.model)
+            self.metadata = read_metadata(self.model, f"ONNX metadata of {self.name}")
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.output_name = self.session.get_outputs()[0].name

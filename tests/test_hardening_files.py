@@ -173,14 +173,14 @@ def test_truncated_or_out_of_range_external_data_is_refused(tmp_path):
 
 
 def test_legitimate_external_data_loads_from_any_cwd(tmp_path, monkeypatch):
-    from models import images, seeded_cnn
+    from models import images, onnx_bytes, seeded_cnn
 
     model = seeded_cnn(seed=3).eval()
     x = images(2, size=16, seed=1)
     folder = tmp_path / "exported"
     folder.mkdir()
     inline = tmp_path / "inline.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 16, 16),), str(inline), dynamo=False, input_names=["input"], output_names=["scores"], dynamic_axes={"input": {0: "b"}, "scores": {0: "b"}})
+    inline.write_bytes(onnx_bytes(model, (3, 16, 16)))
     proto = onnx.load(str(inline))
     external = folder / "model.onnx"
     onnx.save(proto, str(external), save_as_external_data=True, all_tensors_to_one_file=True, location="model.data", size_threshold=0)
@@ -196,3 +196,71 @@ def test_legitimate_external_data_loads_from_any_cwd(tmp_path, monkeypatch):
         reference = expected if method == "occlusion" else vx.explain(vx.adapt(proto), x, method=method)
         np.testing.assert_array_equal(loaded.maps, reference.maps)
         np.testing.assert_array_equal(loaded.scores, reference.scores)
+
+
+# ---------------------------------------------------------------- 7. sidecar and metadata JSON
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> dict[str, Path]:
+    """A tiny 3-class-of-5 ONNX CNN (16×16 input) and one image."""
+    from models import onnx_bytes, seeded_cnn
+
+    folder = tmp_path_factory.mktemp("small")
+    model = folder / "net.onnx"
+    model.write_bytes(onnx_bytes(seeded_cnn(seed=2), (3, 16, 16)))
+    image = folder / "img.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    return {"model": model, "image": image, "folder": folder}
+
+
+def sidecar_model(tmp_path: Path, small: dict[str, Path], content: bytes) -> Path:
+    model = tmp_path / "net.onnx"
+    model.write_bytes(small["model"].read_bytes())
+    (tmp_path / "net.json").write_bytes(content)
+    return model
+
+
+BAD_SIDECARS = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 10, "not UTF-8"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    "deep_small": (json.dumps({"mean": [1, 2, 3], "extra": json.loads("[" * 40 + "]" * 40)}).encode(), "nested more than"),
+    "mean_text": (b'{"mean": "abc"}', "'mean' must be a list of 3 finite numbers"),
+    "std_zero": (b'{"std": [1, 0, 1]}', "'std' must be a list of 3 finite numbers > 0"),
+    "classes_int": (b'{"class_names": 5}', "'class_names' must be a list of"),
+    "classes_text": (b'{"class_names": "catdog"}', "'class_names' must be a list of"),
+    "size_text": (b'{"input_size": "ab"}', "'input_size' must be [height, width]"),
+    "size_bool": (b'{"input_size": [true, 16]}', "'input_size' must be [height, width]"),
+    "size_huge": (b'{"input_size": [100000000, 16]}', "'input_size' must be [height, width]"),
+    "not_object": (b"[1, 2]", "must be a JSON object"),
+    "huge": (b'{"x": "' + b"a" * (2 << 20) + b'"}', "the limit is"),
+    "malformed": (b'{"mean": [1, 2,', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIDECARS))
+def test_bad_sidecars_are_one_line_errors(tmp_path, small, capsys, case):
+    content, expected = BAD_SIDECARS[case]
+    model = sidecar_model(tmp_path, small, content)
+    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "saliency", "--out", tmp_path / "out")
+    line = one_error_line(err)
+    assert code == 2 and expected in line and "net.json" in line, line
+
+
+def test_a_good_sidecar_is_used(tmp_path, small, capsys):
+    model = sidecar_model(tmp_path, small, json.dumps({"class_names": list("abcde"), "input_size": [16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}).encode())
+    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "cam", "--target", "c", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "for class 2 'c'" in out
+    assert np.load(tmp_path / "out" / "img.cam.npy").shape == (16, 16)
+
+
+@pytest.mark.parametrize("value, expected", [('"catdog"', "'class_names' must be"), ("not json", "not valid JSON"), ('{"a": 1}', "'mean' must be")])
+def test_onnx_metadata_props_are_checked(tmp_path, small, value, expected):
+    proto = onnx.load(str(small["model"]))
+    key = "class_names" if "catdog" in value else "mean"
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = f"vexplain.{key}", value
+    with pytest.raises(ModelLoadError) as caught:
+        vx.adapt(proto.SerializeToString())
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
