@@ -12,6 +12,7 @@ from vexplain.core.api import explain
 from vexplain.core.errors import InvalidOption, InvalidTarget
 from vexplain.core.images import load_image, preprocess
 from vexplain.core.options import parse_option_text
+from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress, progress_bars
 
 from .model_loading import load_model
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
     class_names = meta.get("class_names")
     target = resolve_target(args.target, class_names)
-    out = Path(args.out)
     images = [(Path(p), load_image(p)) for p in args.images]
+    out = output_folder(args.out)
     with progress_bars(sys.stderr.isatty()):
         for path, image in progress(images, total=len(images), description="images"):
             inputs = preprocess(image, size, mean, std)[None]

@@ -242,7 +242,7 @@ BAD_SIDECARS = {
 def test_bad_sidecars_are_one_line_errors(tmp_path, small, capsys, case):
     content, expected = BAD_SIDECARS[case]
     model = sidecar_model(tmp_path, small, content)
-    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "saliency", "--out", tmp_path / "out")
+    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "cam", "--out", tmp_path / "out")
     line = one_error_line(err)
     assert code == 2 and expected in line and "net.json" in line, line
 
@@ -264,3 +264,64 @@ def test_onnx_metadata_props_are_checked(tmp_path, small, value, expected):
     with pytest.raises(ModelLoadError) as caught:
         vx.adapt(proto.SerializeToString())
     assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- 8. output files
+
+
+def test_out_naming_an_existing_file_is_one_line(tmp_path, small, capsys):
+    taken = tmp_path / "results"
+    taken.write_text("keep me")
+    for argv in (("explain", small["model"], small["image"], "--method", "cam"), ("demo", "--scenes", "1")):
+        code, out, err = run_cli(capsys, *argv, "--out", taken)
+        assert code == 2 and "is an existing file" in one_error_line(err)
+    assert taken.read_text() == "keep me"
+
+
+def test_a_failed_image_write_is_an_error(tmp_path, small, capsys):
+    out = tmp_path / "out"
+    (out / "img.cam.png").mkdir(parents=True)  # cv2.imwrite returned False here and exit was 0
+    code, stdout, err = run_cli(capsys, "explain", small["model"], small["image"], "--method", "cam", "--size", 16, 16, "--out", out)
+    assert code == 2 and "img.cam.png" in one_error_line(err) and stdout == ""
+
+
+def test_an_encoder_failure_is_an_error(tmp_path, monkeypatch):
+    exp = vx.explain(vx.adapt(small_model_bytes()), np.zeros((1, 3, 16, 16), np.float32), method="cam")
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(vx.OutputError, match="could not encode"):
+        exp.save(tmp_path, "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def small_model_bytes() -> bytes:
+    from models import onnx_bytes, seeded_cnn
+
+    return onnx_bytes(seeded_cnn(seed=2), (3, 16, 16))
+
+
+@pytest.mark.parametrize("target", ["png", "npy"])
+def test_symlinks_at_output_names_are_replaced_not_followed(tmp_path, small, capsys, target):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = out / f"img.cam.{target}"
+    link.symlink_to(victim)
+    code, stdout, err = run_cli(capsys, "explain", small["model"], small["image"], "--method", "cam", "--size", 16, 16, "--out", out)
+    assert code == 0, err
+    assert victim.read_text() == "precious"
+    assert not link.is_symlink() and link.is_file()
+    if target == "npy":
+        assert np.load(link).shape == (16, 16)
+    assert sorted(p.name for p in out.iterdir()) == ["img.cam.npy", "img.cam.png"]  # no temporary left
+
+
+def test_written_files_keep_the_umask_mode(tmp_path):
+    exp = vx.explain(vx.adapt(small_model_bytes()), np.zeros((1, 3, 16, 16), np.float32), method="cam")
+    previous = os.umask(0o022)
+    try:
+        png, npy = exp.save(tmp_path, "x")
+    finally:
+        os.umask(previous)
+    assert (png.stat().st_mode & 0o777) == 0o644 and (npy.stat().st_mode & 0o777) == 0o644
+    assert cv2.imread(str(png)).shape == (16, 16, 3)
