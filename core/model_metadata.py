@@ -72,7 +72,7 @@ def check_metadata(data: Any, source: str) -> dict[str, Any]:
     """``data`` as a metadata dict, every schema key type- and range-checked."""
     if not isinstance(data, dict):
         raise ModelLoadError(f"model metadata {source} must be a JSON object with keys {', '.join(SCHEMA)}; got {type(data).__name__}")
-    if _depth(data) > MAX_DEPTH:
+    if json_depth(data) > MAX_DEPTH:
         raise ModelLoadError(f"model metadata {source} is nested more than {MAX_DEPTH} levels deep; give a flat JSON object with keys {', '.join(SCHEMA)}")
     for key, (check, expected) in SCHEMA.items():
         if key in data and not check(data[key]):
@@ -82,33 +82,42 @@ def check_metadata(data: Any, source: str) -> dict[str, Any]:
 
 def parse_metadata_text(text: str | bytes, source: str) -> Any:
     """JSON text decoded with the size cap; binary or malformed text is a ``ModelLoadError``."""
-    if len(text) > MAX_METADATA_BYTES:
-        raise ModelLoadError(f"model metadata {source} is {len(text)} bytes; the limit is {MAX_METADATA_BYTES} (metadata holds class names, input size, mean and std)")
-    if isinstance(text, bytes):
+    return parse_json(text, f"model metadata {source}", MAX_METADATA_BYTES, ModelLoadError)
+
+
+def parse_json(text: str | bytes, what: str, max_bytes: int, error: type[Exception] = ModelLoadError) -> Any:
+    """``text`` (at most ``max_bytes``, UTF-8) decoded as JSON; anything else raises ``error`` naming ``what``."""
+    if len(text) > max_bytes:
+        raise error(f"{what} is over {max_bytes} bytes; the limit is {max_bytes}")
+    if isinstance(text, (bytes, bytearray)):
         try:
-            text = text.decode("utf-8")
+            text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
-            raise ModelLoadError(f"model metadata {source} is not UTF-8 text; give a JSON object with keys {', '.join(SCHEMA)}") from None
+            raise error(f"{what} is not UTF-8 text; give a JSON file") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"model metadata {source} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+    except json.JSONDecodeError as failure:
+        raise error(f"{what} is not valid JSON ({failure.msg} at line {failure.lineno} column {failure.colno})") from None
     except RecursionError:
-        raise ModelLoadError(f"model metadata {source} is nested too deeply to read; give a flat JSON object with keys {', '.join(SCHEMA)}") from None
+        raise error(f"{what} is nested too deeply to read; give a flat JSON object") from None
+
+
+def read_json_file(path: Path, what: str, max_bytes: int, error: type[Exception] = ModelLoadError) -> Any:
+    """The JSON file at ``path``, read at most ``max_bytes`` + 1 bytes (see ``parse_json``)."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as failure:
+        raise error(f"cannot read {what}: {failure.strerror}") from None
+    return parse_json(data, what, max_bytes, error)
 
 
 def read_metadata_file(path: str | Path) -> dict[str, Any]:
     """A JSON metadata file: at most ``MAX_METADATA_BYTES``, UTF-8, schema-checked."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_METADATA_BYTES + 1)
-    except OSError as error:
-        raise ModelLoadError(f"cannot read model metadata {path}: {error.strerror}") from None
-    return check_metadata(parse_metadata_text(data, str(path)), str(path))
+    return check_metadata(read_json_file(Path(path), f"model metadata {path}", MAX_METADATA_BYTES), str(path))
 
 
-def _depth(value: Any) -> int:
+def json_depth(value: Any) -> int:
     """Nesting depth of lists and dicts (a scalar is 0), without recursion."""
     deepest, stack = 0, [(value, 0)]
     while stack:

@@ -490,3 +490,46 @@ def test_a_20000_square_png_into_a_64_model_stays_under_500_mb(huge_png, tmp_pat
     assert np.load(out / "huge.cam.npy").shape == (64, 64)
     picture = cv2.imread(str(out / "huge.cam.png"))
     assert picture.shape == (64, 64, 3)
+
+
+# ---------------------------------------------------------------- ground-truth files of evaluate
+
+
+BAD_TRUTHS = {
+    "binary": (b"\xff\xfe\x00\x01" * 8, "not UTF-8"),
+    "deep": (b'{"img.png": {"box": [[[[[1]]]]]}}', "nested too deeply"),
+    "very_deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "box_text": (b'{"img.png": {"box": ["a", 0, 4, 4]}}', "a box in"),
+    "box_reversed": (b'{"img.png": {"box": [8, 0, 4, 4]}}', "x0 < x1"),
+    "box_nan": (b'{"img.png": {"box": [0, 0, NaN, 4]}}', "finite numbers"),
+    "mask_number": (b'{"img.png": {"mask": 5}}', "a mask in"),
+    "label_bool": (b'{"img.png": {"box": [0, 0, 4, 4], "label": true}}', "a label in"),
+    "label_negative": (b'{"img.png": {"box": [0, 0, 4, 4], "label": -1}}', "a label in"),
+    "not_object": (b"[1]", "must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRUTHS))
+def test_bad_ground_truth_files_are_one_line_errors(tmp_path, small, case):
+    from vexplain.cli.evaluate_data import folder_set
+
+    content, expected = BAD_TRUTHS[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "img.png").write_bytes(small["image"].read_bytes())
+    (data / "boxes.json").write_bytes(content)
+    with pytest.raises(InvalidInput) as caught:
+        folder_set(str(data), None, vx.adapt(str(small["model"])), None, (16, 16), (0, 0, 0), (1, 1, 1))
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_good_ground_truth_file_loads(tmp_path, small):
+    from vexplain.cli.evaluate_data import folder_set
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "img.png").write_bytes(small["image"].read_bytes())
+    (data / "boxes.json").write_text(json.dumps({"img.png": {"box": [0, 0, 12, 10], "label": 3}}))
+    found = folder_set(str(data), None, vx.adapt(str(small["model"])), None, (10, 12), (0, 0, 0), (1, 1, 1))
+    assert found.labels.tolist() == [3] and found.boxes.tolist() == [[0, 0, 6, 5]]
+    assert found.masks.sum() == 30
