@@ -30,6 +30,7 @@ from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
 from vexplain.core.targets import ScoreFunction
 
+from .onnx_files import external_tensors, inline_external_data, load_onnx_file, parse_onnx
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
 from .onnx_outputs import OutputChoice, choose_output, class_scores, scored
 from .ort_session import make_session, run_batched
@@ -48,6 +49,9 @@ class OnnxAdapter(ModelAdapter):
     a file path still gives; one built from bytes supports ``forward`` only. Calls may overlap
     (ONNX Runtime sessions are thread-safe and nothing here changes the model); the sessions
     built lazily per layer are made once, under a lock.
+    External tensor data is read by vexplain from the model file's own folder only (``onnx_files``);
+    bytes and a ``ModelProto`` with external references need ``base_dir``, the folder holding the
+    data (a path always reads from its own folder; ``base_dir`` is ignored there).
     """
 
     backend = "onnx"
@@ -59,10 +63,9 @@ class OnnxAdapter(ModelAdapter):
 
     def __init__(
         self, source: Any, providers: Sequence[str] | None = None, batch_size: int = 64, threads: int | None = None,
-        name: str | None = None, output: str | int | None = None, scores: str = "logits",
+        name: str | None = None, output: str | int | None = None, scores: str = "logits", base_dir: str | Path | None = None,
     ):
         super().__init__()
-        import onnx
         import onnxruntime as ort
 
         self.batch_size = batch_size
@@ -74,14 +77,14 @@ class OnnxAdapter(ModelAdapter):
             session = source
             self.providers = source.get_providers()
             path = getattr(source, "_model_path", None)
-            self.model = onnx.load(path) if path else None
+            self.model = load_onnx_file(path) if path else None
             self.name = name or (Path(path).name if path else "InferenceSession")
         else:
-            self.model, self.name = _load_proto(source, name)
+            self.model, self.name = _load_proto(source, name, base_dir)
         if self.model is None:
             self.capabilities = frozenset({FORWARD})
         else:
-            self.metadata = read_metadata(self.model)
+            self.metadata = read_metadata(self.model, f"ONNX metadata of {self.name}")
         self._data = self.model.SerializeToString() if self.model is not None else None
         if session is None:
             session = make_session(self._data, self.providers, threads)
@@ -255,24 +258,29 @@ class OnnxAdapter(ModelAdapter):
         return ActivationResult(activations=acts, scores=self._read(fetched, len(inputs)))
 
 
-def _load_proto(source: Any, name: str | None):
+def _load_proto(source: Any, name: str | None, base_dir: str | Path | None = None):
+    """(ModelProto with every tensor inline, label); external data only from the model's folder."""
     import onnx
 
+    folder = Path(base_dir) if base_dir is not None else None
     if isinstance(source, onnx.ModelProto):
-        return source, name or "ModelProto"
-    if isinstance(source, (bytes, bytearray)):
-        data, label = bytes(source), name or "bytes"
+        label = name or "ModelProto"
+        if external_tensors(source):
+            duplicate = onnx.ModelProto()
+            duplicate.CopyFrom(source)  # the caller's proto is never modified
+            source = inline_external_data(duplicate, folder, label)
+        model = source
+    elif isinstance(source, (bytes, bytearray)):
+        label = name or "bytes"
+        model = inline_external_data(parse_onnx(bytes(source), label), folder, label)
     else:
         path = Path(source)
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
-        data, label = path.read_bytes(), name or path.name
+        label = name or path.name
         if zipfile.is_zipfile(path):
             raise ModelLoadError(f"{label} is a PyTorch archive, not an ONNX model; load it as TorchScript (a .pt path) or export ONNX")
-    try:
-        model = onnx.load_from_string(data)
-    except Exception:  # protobuf raises DecodeError and friends for non-ONNX bytes
-        raise ModelLoadError(f"{label} is not a valid ONNX model (protobuf parse failed); give a .onnx file exported by torch.onnx.export or another converter") from None
+        model = inline_external_data(parse_onnx(path.read_bytes(), label), path.parent, label)
     if len(model.graph.node) == 0 or len(model.graph.input) == 0:
         raise ModelLoadError(f"{label} is not a usable ONNX model: its graph has no nodes or no inputs")
     return model, label

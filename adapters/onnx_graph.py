@@ -1,10 +1,11 @@
 """Reading an ONNX graph: layer tensors and their ranks, the pooling → classifier head, metadata."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
+
+from vexplain.core.errors import ModelLoadError
 
 
 def tensor_ranks(model) -> dict[str, int | None]:
@@ -143,13 +144,26 @@ def with_extra_outputs(model, names: list[str]) -> bytes:
     return extended.SerializeToString()
 
 
-def read_metadata(model) -> dict[str, Any]:
-    """``vexplain.*`` entries of the model's metadata_props, JSON-decoded, without the prefix."""
+def read_metadata(model, source: str = "ONNX metadata_props") -> dict[str, Any]:
+    """``vexplain.*`` entries of the model's metadata_props, JSON-decoded, without the prefix.
+
+    Keys of the metadata schema (``core.model_metadata``: class_names, input_size, mean, std,
+    channels) must hold JSON of their type, else ``ModelLoadError``; other keys keep their text when
+    it is not JSON.
+    """
+    from vexplain.core.model_metadata import SCHEMA, check_metadata, parse_metadata_text
+
     metadata = {}
     for prop in model.metadata_props:
-        if prop.key.startswith("vexplain."):
-            try:
-                metadata[prop.key[len("vexplain.") :]] = json.loads(prop.value)
-            except json.JSONDecodeError:
-                metadata[prop.key[len("vexplain.") :]] = prop.value
-    return metadata
+        if not prop.key.startswith("vexplain."):
+            continue
+        key = prop.key[len("vexplain.") :]
+        where = f"{source} key {prop.key!r}"
+        if key in SCHEMA:
+            metadata[key] = parse_metadata_text(prop.value, where)
+            continue
+        try:
+            metadata[key] = parse_metadata_text(prop.value, where)
+        except ModelLoadError:
+            metadata[key] = prop.value
+    return check_metadata(metadata, source)

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +12,7 @@ import torch
 from vexplain.core.api import explain
 from vexplain.core.errors import InvalidOption, one_line
 from vexplain.core.evaluation import declared_options
+from vexplain.core.output_files import output_folder, write_text
 from vexplain.core.progress import progress, progress_bars
 from vexplain.core.readme_tables import markdown_table
 from vexplain.core.registry import methods_supported_by
@@ -88,10 +88,9 @@ def run(args: argparse.Namespace) -> int:
         for method, batch in progress(steps, total=len(steps), description="bench"):
             results.append(_bench_one(adapter, module if use_references else None, method, all_inputs[:batch], args.repeats))
     _print_table(results, columns)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     document = {"model": model_name, "device": str(adapter.device), "threads": torch.get_num_threads(), "repeats": args.repeats, "references": columns, "results": results}
-    (out / "bench.json").write_text(json.dumps(document, indent=1))
+    write_text(out / "bench.json", json.dumps(document, indent=1))
     print(f"wrote {out / 'bench.json'}", file=sys.stderr)
     return 0
 

@@ -14,6 +14,7 @@ import torch
 from vexplain.core.api import explain, methods
 from vexplain.core.errors import VexplainError
 from vexplain.core.gallery import draw_box, grid, mark_peak
+from vexplain.core.output_files import output_folder, write_png, write_text
 from vexplain.core.progress import progress, progress_bars
 
 FIGURE_ROWS = 8
@@ -56,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     adapter = demo_adapter()
     images, labels, boxes = generate_dataset(args.scenes, seed=args.seed, size=int(meta["input_size"][0]))
     inputs = preprocess(images)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     names = [m.name for m in methods()]
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, np.ndarray] = {}
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     accuracy = float((adapter.forward(torch.from_numpy(inputs)).argmax(1).numpy() == labels).mean())
     figure_path = out / "demo.png"
     _write_figure(figure_path, images, labels, boxes, columns, meta["class_names"])
-    (out / "demo_results.json").write_text(json.dumps({"accuracy": accuracy, "seed": args.seed, "methods": results}, indent=2))
+    write_text(out / "demo_results.json", json.dumps({"accuracy": accuracy, "seed": args.seed, "methods": results}, indent=2))
     print(f"model accuracy on these scenes: {accuracy:.1%}")
     width = max(len("method"), *(len(name) for name in results)) + 2
     print(f"{'method':<{width}}{'peak inside the object box':<30}{'time':>8}")
@@ -95,13 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.ndarray, columns: dict[str, np.ndarray], class_names: list[str]) -> None:
-    import cv2
-
     rows = min(FIGURE_ROWS, len(images))
     tiles = [[draw_box(images[i], boxes[i])] + [columns[name][i] for name in columns] for i in range(rows)]
     captions = [[class_names[int(labels[i])]] + ["" for _ in columns] for i in range(rows)]
     figure = grid(tiles, ["input + box"] + list(columns), captions, scale=2)
-    cv2.imwrite(str(path), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
+    write_png(path, figure)
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from vexplain.core.errors import InvalidOption
 from vexplain.core.evaluation import metrics as registered_metrics
+from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress_bars
 from vexplain.core.readme_tables import markdown_table
 from vexplain.core.registry import methods_supported_by
@@ -71,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = [metric_infos[name] for name in select(args.metrics, list(metric_infos), "metrics")]
     method_options, metric_options = split_options(parse_options(args.options), methods, [m.name for m in metrics])
     check_options(method_options, metric_options)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     print(f"evaluate: {model_name}, {len(data.names)} images of {data.name}; methods: {', '.join(methods)}; metrics: {', '.join(m.name for m in metrics)}", file=sys.stderr)
     with progress_bars(sys.stderr.isatty()):
         runs = run_all(adapter, data, methods, metrics, method_options, metric_options, args.seed)

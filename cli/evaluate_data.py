@@ -8,7 +8,7 @@ name, the class to explain; default the model's top class).
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,11 @@ import numpy as np
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.errors import ImageLoadError, InvalidInput, InvalidOption
 from vexplain.core.images import load_image, preprocess
+from vexplain.core.model_metadata import json_depth, read_json_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 TRUTH_FILE = "boxes.json"
+MAX_TRUTH_BYTES = 64 << 20  # a box, mask name and label per image: millions of images fit
 
 
 @dataclass
@@ -89,12 +91,13 @@ def folder_set(folder: str, truth: str | None, adapter: ModelAdapter, count: int
 
 
 def _read_truth(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InvalidInput(f"cannot read ground truth {path}: {error}") from None
+    """The ground-truth file: at most ``MAX_TRUTH_BYTES`` of UTF-8 JSON, an object of objects, nested
+    at most 4 levels; each entry's fields are checked by ``_truth_of``."""
+    data = read_json_file(path, f"ground truth {path}", MAX_TRUTH_BYTES, InvalidInput)
     if not isinstance(data, dict):
         raise InvalidInput(f"ground truth {path} must be a JSON object: image name -> {{'box': [x0, y0, x1, y1]}} or {{'mask': 'file.png'}}")
+    if json_depth(data) > 4:
+        raise InvalidInput(f"ground truth {path} is nested too deeply; each entry is {{'box': [x0, y0, x1, y1], 'mask': 'file.png', 'label': class}}")
     return data
 
 
@@ -103,25 +106,38 @@ def _truth_of(entry: Any, original: tuple[int, int], size: tuple[int, int], path
     import cv2
 
     if not isinstance(entry, dict) or not ({"box", "mask"} & set(entry)):
-        raise InvalidInput(f"each entry of {path} needs 'box': [x0, y0, x1, y1] or 'mask': 'file.png'; got {entry!r}")
+        raise InvalidInput(f"each entry of {path} needs 'box': [x0, y0, x1, y1] or 'mask': 'file.png'; got {_short(entry)}")
     height, width = size
     sy, sx = height / original[0], width / original[1]
     mask = np.zeros((height, width), bool)
     box = None
     if "box" in entry:
         values = entry["box"]
-        if not (isinstance(values, list) and len(values) == 4 and all(isinstance(v, (int, float)) for v in values)):
-            raise InvalidInput(f"a box in {path} must be [x0, y0, x1, y1]; got {values!r}")
+        if not (isinstance(values, list) and len(values) == 4 and all(_finite(v) for v in values) and values[0] < values[2] and values[1] < values[3]):
+            raise InvalidInput(f"a box in {path} must be [x0, y0, x1, y1], finite numbers with x0 < x1 and y0 < y1; got {_short(values)}")
         x0, y0 = int(np.floor(values[0] * sx)), int(np.floor(values[1] * sy))
         x1, y1 = int(np.ceil(values[2] * sx)), int(np.ceil(values[3] * sy))
         box = [max(0, x0), max(0, y0), min(width, x1), min(height, y1)]
         mask[box[1] : box[3], box[0] : box[2]] = True
     if "mask" in entry:
-        picture = load_image(path.parent / str(entry["mask"])).max(axis=2)
+        if not isinstance(entry["mask"], str) or not entry["mask"]:
+            raise InvalidInput(f"a mask in {path} must be an image file name relative to {path.name}; got {_short(entry['mask'])}")
+        picture = load_image(path.parent / entry["mask"]).max(axis=2)
         mask |= cv2.resize(picture, (width, height), interpolation=cv2.INTER_NEAREST) > 0
     label = entry.get("label")
     if isinstance(label, str):
         if not class_names or label not in class_names:
-            raise InvalidOption(f"label {label!r} in {path} is not a class name of the model")
+            raise InvalidOption(f"label {_short(label)} in {path} is not a class name of the model")
         label = class_names.index(label)
+    elif label is not None and (isinstance(label, bool) or not isinstance(label, int) or label < 0):
+        raise InvalidInput(f"a label in {path} must be a class index >= 0 or a class name; got {_short(label)}")
     return mask, label, box
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

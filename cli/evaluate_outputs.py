@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vexplain.core.evaluation import MetricInfo
+from vexplain.core.output_files import write_text
 
 from .evaluate_data import DataSet
 from .evaluate_run import RANDOM_BASELINE, MethodRun
@@ -63,14 +65,15 @@ def baseline_mean(runs: list[MethodRun], metric: MetricInfo, value: str) -> floa
 
 def write_csv(path: Path, runs: list[MethodRun], data: DataSet) -> None:
     """One row per image, method, metric and value: image, target, method, metric, value, score."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "target", "method", "metric", "value", "score"])
-        for run in runs:
-            for metric, evaluation in run.evaluations.items():
-                for value, scores in evaluation.values.items():
-                    for i, score in enumerate(scores):
-                        writer.writerow([data.names[i], int(evaluation.targets[i]), run.name, metric, value, repr(float(score))])
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["image", "target", "method", "metric", "value", "score"])
+    for run in runs:
+        for metric, evaluation in run.evaluations.items():
+            for value, scores in evaluation.values.items():
+                for i, score in enumerate(scores):
+                    writer.writerow([data.names[i], int(evaluation.targets[i]), run.name, metric, value, repr(float(score))])
+    write_text(path, handle.getvalue())
 
 
 def write_json(path: Path, runs: list[MethodRun], metrics: list[MetricInfo], data: DataSet, model: str) -> None:
@@ -103,7 +106,7 @@ def write_json(path: Path, runs: list[MethodRun], metrics: list[MetricInfo], dat
                 "seconds": evaluation.timings["total"],
             }
         document["methods"][run.name] = entry
-    path.write_text(json.dumps(document, indent=1, allow_nan=True))
+    write_text(path, json.dumps(document, indent=1, allow_nan=True))
 
 
 def _jsonable(value: Any) -> Any:

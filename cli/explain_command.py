@@ -10,8 +10,9 @@ import numpy as np
 
 from vexplain.core.api import explain
 from vexplain.core.errors import InvalidOption
-from vexplain.core.images import load_image, preprocess
+from vexplain.core.images import DEFAULT_MAX_PIXELS, load_image, preprocess
 from vexplain.core.options import parse_option_text
+from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
@@ -41,6 +42,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize images to H W (default: from the model's metadata)")
     parser.add_argument("--mean", type=float, nargs=3, metavar="M", help="per-channel mean for normalisation (default: metadata, else 0)")
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help=f"refuse images with more pixels, read from the header before decoding (default {DEFAULT_MAX_PIXELS:,}); large images are decoded at reduced size when --size or the metadata gives a small input")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
     parser.add_argument("--colormap", default="jet", help="OpenCV colormap name (default jet)")
     parser.set_defaults(run=run)
@@ -74,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
     class_names = meta.get("class_names")
     target = resolve_target(args.target, class_names, size)
-    out = Path(args.out)
-    images = [(Path(p), load_image(p)) for p in args.images]
+    images = [(Path(p), load_image(p, max_pixels=args.max_pixels, reduce_to=size)) for p in args.images]
+    out = output_folder(args.out)
     with progress_bars(sys.stderr.isatty()):
         for path, image in progress(images, total=len(images), description="images"):
             inputs = preprocess(image, size, mean, std)[None]

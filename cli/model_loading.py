@@ -1,13 +1,12 @@
 """The CLI's MODEL argument: an adapter plus the preprocessing metadata that travels with it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.api import adapt
-from vexplain.core.errors import ModelLoadError
+from vexplain.core.model_metadata import read_metadata_file
 
 METADATA_KEYS = ("class_names", "input_size", "mean", "std")
 
@@ -28,10 +27,6 @@ def load_model(spec: str, weights: str | None = None, output: str | None = None)
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"cannot read model metadata {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"model metadata {path} must be a JSON object with keys {', '.join(METADATA_KEYS)}")
+    """The sidecar's metadata keys, read with the caps and type checks of ``core.model_metadata``."""
+    data = read_metadata_file(path)
     return {key: data[key] for key in METADATA_KEYS if key in data}

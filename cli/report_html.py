@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vexplain.core.evaluation import MetricInfo
+from vexplain.core.output_files import write_text
 
 from .evaluate_data import DataSet
 from .evaluate_run import MethodRun
@@ -137,4 +138,4 @@ def write_report(
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>vexplain evaluation</title>"
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{''.join(body)}</body></html>"
     )
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)

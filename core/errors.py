@@ -36,6 +36,10 @@ class ImageLoadError(VexplainError, ValueError):
     """An image file that is missing, unreadable or corrupt."""
 
 
+class OutputError(VexplainError, OSError):
+    """An output folder or file vexplain cannot write (a file where a folder is wanted, a failed write)."""
+
+
 class PluginError(VexplainError):
     """A plugin registered something invalid, or two plugins registered the same name."""
 

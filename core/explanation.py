@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidOption
+from .output_files import output_folder, write_npy, write_png
 from .postprocess import as_rgb_uint8, colorize, normalize
 
 
@@ -105,11 +106,10 @@ class Explanation:
         ``<stem>.<method>.npy`` (the raw ``(H, W)`` map) per input; returns the paths written.
 
         ``stem`` is one name per input, or one name that gets ``_<i>`` appended when N > 1.
+        Files are written through a temporary file and a rename (``core.output_files``): a symlink
+        at an output name is replaced, never followed; a failed write raises ``OutputError``.
         """
-        import cv2
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(folder)
         stems = [stem] if isinstance(stem, str) else list(stem)
         if len(stems) == 1 and len(self) > 1:
             stems = [f"{stems[0]}_{i}" for i in range(len(self))]
@@ -120,7 +120,7 @@ class Explanation:
         for name, picture, raw in zip(stems, pictures, self.maps):
             png = folder / f"{name}.{self.method}.png"
             npy = folder / f"{name}.{self.method}.npy"
-            cv2.imwrite(str(png), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-            np.save(npy, raw.astype(np.float32), allow_pickle=False)
+            write_png(png, picture)
+            write_npy(npy, raw.astype(np.float32))
             written += [png, npy]
         return written

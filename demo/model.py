@@ -10,7 +10,6 @@ The bundled weights live in :data:`ASSETS` and are produced by
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,10 @@ def build(num_classes: int = len(CLASS_NAMES)) -> DemoCNN:
 
 
 def load_metadata() -> dict[str, Any]:
-    """Read ``assets/demo_cnn.json`` (class names, input size, mean/std, ...)."""
-    return json.loads((ASSETS / METADATA_FILE).read_text(encoding="utf-8"))
+    """Read ``assets/demo_cnn.json`` (class names, input size, mean/std, ...), schema-checked."""
+    from vexplain.core.model_metadata import read_metadata_file
+
+    return read_metadata_file(ASSETS / METADATA_FILE)
 
 
 def load_demo_model() -> DemoCNN:
