@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from vexplain.core.errors import ImageLoadError, VexplainError
+from vexplain.core.image_headers import image_dimensions
 from vexplain.core.images import load_image
 
 MIB = 1 << 20
@@ -100,13 +101,19 @@ def decode_upload(data: bytes, filename: str | None, limits: Limits) -> np.ndarr
         raise UploadTooLarge(too_large_message(len(data), limits))
     if not data:
         raise ImageLoadError(f"the uploaded file {name!r} is empty; pick a PNG, JPEG, BMP, TIFF or WebP image")
+    header = image_dimensions(data)
+    if header is not None and header[0] * header[1] > limits.max_pixels:
+        raise UploadTooLarge(
+            f"image {name!r} has {header[0]}x{header[1]} = {header[0] * header[1] / 1e6:.1f} megapixels; the viewer accepts up to "
+            f"{limits.max_pixels / 1e6:g} (start it with a larger --max-pixels)"
+        )
     with tempfile.TemporaryDirectory(prefix="vexplain-viewer-") as folder:
         path = Path(folder) / "upload"
         path.write_bytes(data)
         try:
-            # core/images.py checks the pixel count from the header before decoding (files branch);
-            # the check below bounds what reaches the model whatever the loader does
-            image = load_image(path)
+            # refused above from the header, before any decoding; the check below bounds what
+            # reaches the model for formats whose header the reader does not know
+            image = load_image(path, max_pixels=limits.max_pixels)
         except VexplainError as error:
             raise ImageLoadError(str(error).replace(str(path), f"the uploaded file {name!r}")) from None
     height, width = image.shape[:2]
