@@ -54,8 +54,11 @@ class DeepLift(Explainer):
     ``abs=False``, ``reduce="sum"``. ``exp.options["completeness_gap"]`` holds per image
     Σ attributions − (y_t(x) − y_t(b)). Equals Captum's ``DeepLift`` (rescale rule, eps 1e-10) on
     models with ReLU, sigmoid, tanh, ELU, LeakyReLU, Softplus and non-overlapping max pooling, and
-    works on models that call one ``nn.ReLU`` twice (ResNet blocks), which Captum refuses. GELU
-    and SiLU also get the rescale rule (Captum leaves their gradient unchanged).
+    works on models that call one ``nn.ReLU`` twice (ResNet blocks), which Captum refuses. Where a
+    nonlinearity module feeds a max-pooling module directly (ResNet's stem: ReLU → MaxPool),
+    Captum's hooks break summation to delta (its convergence delta O(1e-3) on a small CNN) and
+    vexplain keeps it, so the two differ there. GELU and SiLU also get the rescale rule (Captum
+    leaves their gradient unchanged).
     """
 
     name = "deeplift"
