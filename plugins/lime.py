@@ -9,6 +9,7 @@ import torch
 from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notices import warn
 from vexplain.core.options import Option, integer, number
 from vexplain.core.targets import TargetRequest
 
@@ -74,6 +75,8 @@ class Lime(Explainer):
             z = lime_coalitions(coalitions.features, options["samples"], options["seed"])
             weights = cosine_weights(image, label, z, options["baseline"], options["kernel_width"])
             values.append(lasso(z, coalitions.run(z), weights, options["alpha"]))
+            if options["alpha"] > 0 and not bool(values[-1].any()):
+                warn(f"lime: the lasso (alpha={options['alpha']:g}) set every coefficient of image {n} to 0, so its map is constant; lower alpha")
         return Attribution(maps=painted(values, labels), scores=scores, targets=chosen, notes=notes_of(scorer, batch_size, labels))
 
 

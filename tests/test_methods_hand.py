@@ -180,3 +180,9 @@ def test_the_model_is_left_untouched_even_after_an_error(method):
     scores = model.eval()(inputs)
     (grad,) = torch.autograd.grad(scores.gather(1, scores.argmax(1, keepdim=True)).sum(), inputs)
     np.testing.assert_allclose(after.attributions, grad.numpy(), atol=1e-6)
+
+
+def test_lime_warns_when_the_lasso_zeroes_every_coefficient():
+    exp = vx.explain(LinearNet(LIN_W), X44, method="lime", targets=0, cells=2, samples=40, alpha=1e6)
+    assert not exp.maps.any()
+    assert any("every coefficient" in line for line in exp.warnings)
