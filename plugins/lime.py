@@ -1,7 +1,6 @@
 """LIME over superpixels (Ribeiro, Singh & Guestrin, 2016)."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,15 +27,21 @@ def lime_coalitions(features: int, samples: int, seed: int) -> torch.Tensor:
 
 def cosine_weights(image: torch.Tensor, labels: torch.Tensor, z: torch.Tensor, baseline: float, width: float) -> torch.Tensor:
     """exp(−d² / (2 width²)) with d = 1 − cos(x, x_z) between the flattened image and each
-    perturbed image (Captum's default LIME kernel), computed per coalition in float64."""
-    flat = image.double().reshape(len(image), -1)
-    values = []
-    for row in z.to(image.device):
-        keep = row.double()[labels].reshape(1, -1)
-        perturbed = baseline + (flat - baseline) * keep
-        cosine = (flat * perturbed).sum() / (flat.norm() * perturbed.norm()).clamp_min(1e-8)
-        values.append(math.exp(-((1.0 - float(cosine)) ** 2) / (2 * width**2)))
-    return torch.tensor(values, dtype=torch.float64)
+    perturbed image (Captum's default LIME kernel), in float64 from per-feature sums: with
+    A_f = Σ_{i∈f} x_i², B_f = Σ_{i∈f} x_i and n_f the element count of feature f (all channels),
+    x·x_z = Σ_f z_f A_f + (1 − z_f) b B_f and |x_z|² = Σ_f z_f A_f + (1 − z_f) b² n_f."""
+    flat, index = image.double().reshape(len(image), -1), labels.reshape(-1).expand(len(image), -1).reshape(-1)
+    features = int(labels.max()) + 1
+    sums = torch.zeros((3, features), dtype=torch.float64, device=image.device)
+    values = flat.reshape(-1)
+    for row, data in enumerate((values * values, values, torch.ones_like(values))):
+        sums[row].index_add_(0, index, data)
+    squares, totals, counts = sums
+    kept = z.to(image.device, torch.float64)
+    dot = kept @ squares + (1 - kept) @ (baseline * totals)
+    norm = kept @ squares + (1 - kept) @ (baseline * baseline * counts)
+    cosine = dot / (squares.sum().sqrt() * norm.sqrt()).clamp_min(1e-8)
+    return torch.exp(-((1.0 - cosine) ** 2) / (2 * width**2)).cpu()
 
 
 class Lime(Explainer):
