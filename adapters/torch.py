@@ -24,6 +24,7 @@ from vexplain.core.adapter import (
     FORWARD,
     GRADIENTS,
     GUIDED_GRADIENTS,
+    RULE_GRADIENTS,
     ActivationResult,
     BoxScorer,
     GradientResult,
@@ -100,7 +101,7 @@ class TorchAdapter(ModelAdapter):
     """
 
     backend = "torch"
-    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS})
+    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS})
     #: set by ``with_score_function`` (callable targets): scores are then ``function(output)`` as (N, 1)
     _score_function: ScoreFunction | None = None
 
@@ -319,6 +320,21 @@ class TorchAdapter(ModelAdapter):
 
         with guided_relu(self.model):
             return self.gradients(inputs, targets, batch_size)
+
+    def rule_gradients(
+        self, inputs: torch.Tensor, targets: TargetRequest, rule: str, references: torch.Tensor | None = None, batch_size: int | None = None
+    ) -> GradientResult:
+        """Backward rules by a function mode around the call (``torch_rules``); no hooks."""
+        if RULE_GRADIENTS not in self.capabilities:
+            raise self._unsupported(RULE_GRADIENTS, "TorchScript code takes no backward rules")
+        from .torch_rules import rule_gradients
+
+        inputs = inputs.to(self.device)
+        references = None if references is None else references.to(self.device)
+        with eval_mode(self.model):
+            return rule_gradients(
+                self.model, lambda batch: self._scores(self._call(batch)), inputs, targets, rule, references, self._batches(len(inputs), batch_size)
+            )
 
     def with_score_function(self, function: ScoreFunction) -> "TorchAdapter":
         bound = copy.copy(self)

@@ -22,9 +22,10 @@ ACTIVATION_GRADIENTS = "activation_gradients"
 CLASSIFIER_WEIGHTS = "classifier_weights"
 GUIDED_GRADIENTS = "guided_gradients"
 ACTIVATION_REPLACEMENT = "activation_replacement"
+RULE_GRADIENTS = "rule_gradients"
 #: not a capability methods require, but what CAM methods lack when no ``layer=`` is given and none can be inferred
 DEFAULT_CAM_LAYER = "default CAM layer"
-ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS)
+ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS)
 
 
 @dataclass
@@ -150,6 +151,14 @@ class ModelAdapter(ABC):
         """Guided backpropagation (Springenberg et al.): d(y_t)/d(x) with every ReLU's backward pass
         also clamping negative gradients to zero, ``(N, C, H, W)``, in batches as ``gradients``."""
         raise self._unsupported(GUIDED_GRADIENTS)
+
+    def rule_gradients(
+        self, inputs: torch.Tensor, targets: TargetRequest, rule: str, references: torch.Tensor | None = None, batch_size: int | None = None
+    ) -> GradientResult:
+        """d(y_t)/d(x) with the nonlinearities' backward pass replaced by ``rule``: ``"rescale"``
+        (DeepLift's multipliers against ``references``, one per input) or ``"deconvolution"``
+        (ReLU backward = max(grad, 0)), ``(N, C, H, W)``, in batches of ``batch_size`` inputs."""
+        raise self._unsupported(RULE_GRADIENTS)
 
     def with_score_function(self, function: ScoreFunction) -> "ModelAdapter":
         """An adapter whose scores are ``function(raw model output)`` as ``(N, 1)`` (callable targets)."""

@@ -9,7 +9,12 @@ import vexplain as vx
 from models import images, onnx_bytes, seeded_cnn
 
 #: options that keep a method fast on 3x16x16 inputs; methods not listed run with their defaults
-FAST_OPTIONS = {"occlusion": {"window": 4, "stride": 4}}
+FAST_OPTIONS = {
+    "occlusion": {"window": 4, "stride": 4},
+    "shapley_sampling": {"cells": 4, "samples": 4},
+    "kernel_shap": {"cells": 4, "samples": 64},
+    "lime": {"cells": 4, "samples": 64},
+}
 METHODS = [m.name for m in vx.methods()]
 ONNX_METHODS = [m.name for m in vx.methods() if "onnx" in m.backends]
 N = 16
