@@ -32,13 +32,43 @@ def load_model_file(path: str | Path) -> torch.nn.Module:
         names = archive.namelist()
     if any(name.split("/", 1)[-1].startswith("code/") for name in names) and any(n.endswith("constants.pkl") for n in names):
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location="cpu")
         except Exception as error:  # corrupt archives raise many types; report one line
             raise ModelLoadError(f"cannot load TorchScript file {path}: {str(error).splitlines()[0]}") from None
+        check_script_ops(module, path)
+        return module
     contents = load_weights(path)
     raise ModelLoadError(
         f"{path} holds a state_dict ({len(contents)} tensors), not a model: pass 'pkg.module:factory' as MODEL with --weights {path}"
     )
+
+
+#: TorchScript operators that reach files, other processes or the network; a model has no use for them
+FORBIDDEN_OPS = frozenset({"aten::from_file", "aten::save", "debugprims::load_tensor"})
+FORBIDDEN_NAMESPACES = ("c10d::", "_c10d_functional", "symm_mem::")
+
+
+def check_script_ops(module: torch.jit.ScriptModule, path: str | Path) -> None:
+    """Refuse a TorchScript module whose code calls file, process or network operators.
+
+    ``torch.jit.load`` unpickles with TorchScript's own restricted unpickler (no Python globals run),
+    but the archive's code runs on every forward and may call any registered operator; e.g.
+    ``torch.from_file`` reads any file, relative to the cwd. Every method of every submodule is
+    inlined and its nodes (nested blocks included) are checked against ``FORBIDDEN_OPS`` and
+    ``FORBIDDEN_NAMESPACES``. This is a deny list: treat a TorchScript file as code.
+    """
+    for submodule in module.modules():
+        for name in submodule._c._method_names():
+            graph = submodule._c._get_method(name).inlined_graph  # kept alive while its blocks are walked
+            stack = [graph.block()]
+            while stack:
+                for node in stack.pop().nodes():
+                    kind = node.kind()
+                    if kind in FORBIDDEN_OPS or kind.startswith(FORBIDDEN_NAMESPACES):
+                        raise ModelLoadError(
+                            f"refusing TorchScript file {path}: its method {name!r} calls {kind}, which reads or writes files or talks to other processes; a model's forward needs neither (export ONNX or use 'pkg.module:factory' with --weights)"
+                        )
+                    stack.extend(node.blocks())
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from vexplain.cli.main import main
 from vexplain.core.errors import ImageLoadError, InvalidInput, ModelLoadError
 
 SECRET = b"TOP-SECRET-KEY!!"  # 16 bytes = 4 float32 scores
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -533,3 +534,44 @@ def test_a_good_ground_truth_file_loads(tmp_path, small):
     found = folder_set(str(data), None, vx.adapt(str(small["model"])), None, (10, 12), (0, 0, 0), (1, 1, 1))
     assert found.labels.tolist() == [3] and found.boxes.tolist() == [[0, 0, 6, 5]]
     assert found.masks.sum() == 30
+
+
+# ---------------------------------------------------------------- TorchScript archives
+
+
+class _ReadsFile(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 100:  # the call sits in a nested block, and in a submodule below
+            return x.mean((2, 3))
+        return x.mean((2, 3))[:, :1] + torch.from_file("id_rsa", size=4, dtype=torch.float32)
+
+
+class _Wraps(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _ReadsFile()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_torchscript_calling_file_operators_is_refused(hostile, capsys):
+    models, home = hostile
+    (home / "id_rsa").write_bytes(SECRET)
+    path = models / "evil.pt"
+    torch.jit.script(_Wraps()).save(str(path))
+    assert "aten::from_file" in refused(lambda: vx.adapt(str(path)))
+    image = home / "x.png"
+    cv2.imwrite(str(image), np.zeros((4, 4, 3), np.uint8))
+    code, out, err = run_cli(capsys, "explain", path, image, "--method", "occlusion", "--out", home / "out")
+    assert code == 2 and SECRET.decode() not in out and "aten::from_file" in one_error_line(err)
+
+
+def test_ordinary_torchscript_still_loads(tmp_path):
+    from models import images, seeded_cnn
+
+    model = seeded_cnn(seed=4).eval()
+    path = tmp_path / "ok.pt"
+    torch.jit.trace(model, torch.zeros(1, 3, 16, 16)).save(str(path))
+    x = images(1, size=16, seed=2)
+    np.testing.assert_allclose(vx.explain(vx.adapt(str(path)), x, method="saliency").maps, vx.explain(model, x, method="saliency").maps, atol=1e-5)
