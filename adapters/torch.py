@@ -30,9 +30,11 @@ from vexplain.core.adapter import (
 )
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notices import warn
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
+from .torch_errors import call_error, parameter_dtype
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
 from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
 from .torch_precision import precision_error, reduced_precision, true_float32
@@ -108,6 +110,12 @@ class TorchAdapter(ModelAdapter):
             return tensor.device
         return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype: inputs are cast to it for each call, scores and
+        activations come back as float32."""
+        return parameter_dtype(self.model)
+
     def describe(self) -> str:
         kind = "TorchScript" if isinstance(self.model, torch.jit.ScriptModule) else "PyTorch"
         return f"{kind} model '{self.name}'"
@@ -126,12 +134,23 @@ class TorchAdapter(ModelAdapter):
         """The model on ``batch``; a failure on inputs whose channel count differs from the first
         convolution's becomes ``InvalidInput`` (checked only after a failure, so a model that
         adapts its input itself is never refused)."""
+        dtype = self.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            warn(f"the model's parameters are {dtype}: inputs are cast to it, so scores and maps carry its rounding (about 3 significant digits)")
         try:
-            output = self.model(batch)
+            output = self.model(batch.to(dtype))
             return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
         except RuntimeError as error:
-            self._raise_if_wrong_channels(batch, error)
+            self._raise_for_inputs(batch, error)
             raise
+
+    def _raise_for_inputs(self, batch: torch.Tensor, error: RuntimeError) -> None:
+        """After the model failed on ``batch``: ``InvalidInput`` when the inputs do not fit it
+        (channels, a size below its receptive field or not its classifier's); otherwise nothing."""
+        self._raise_if_wrong_channels(batch, error)
+        typed = call_error(self.describe(), batch, error)
+        if typed is not None:
+            raise typed from error
 
     def _raise_if_wrong_channels(self, batch: torch.Tensor, error: RuntimeError) -> None:
         """After the model failed on ``batch``: ``InvalidInput`` when its channel count differs from
@@ -165,6 +184,11 @@ class TorchAdapter(ModelAdapter):
             if engine == "onnx":
                 raise self._unsupported("engine 'onnx'", "callable targets run in torch; use engine 'auto' or 'torch'")
             return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": "callable targets run in torch"})
+        dtype = self.dtype
+        if dtype != torch.float32:  # the export traces float32 inputs
+            if engine == "onnx":
+                raise self._unsupported("engine 'onnx'", f"the model's parameters are {dtype}; ONNX export takes float32 models")
+            return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": f"{dtype} models run in torch"})
         wants_onnx = engine == "onnx" or (engine == "auto" and self.device.type == "cpu")
         if wants_onnx and sample is not None and not isinstance(self.model, torch.jit.ScriptModule):
             from .onnx_export import cached_export
@@ -239,11 +263,13 @@ class TorchAdapter(ModelAdapter):
         try:
             if isinstance(self.model, torch.jit.ScriptModule):
                 raise NotIncremental("TorchScript modules cannot be traced")
+            if self.dtype != torch.float32:
+                raise NotIncremental(f"the model's parameters are {self.dtype}; the incremental engine runs float32 models")
             with context():
                 try:
                     return incremental_box_scorers(self.model, images.to(self.device), window, baseline, self._output_scores, context, field_limit)
                 except RuntimeError as error:
-                    self._raise_if_wrong_channels(images, error)
+                    self._raise_for_inputs(images, error)
                     raise
         except NotIncremental as reason:
             fallbacks = full_inference("auto")
@@ -328,8 +354,8 @@ class TorchAdapter(ModelAdapter):
                     (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
                     if grad is None:
                         raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it); pick a layer that feeds that score")
-                    acts.append(activation.detach())
-                    grads.append(grad)
+                    acts.append(activation.detach().float())
+                    grads.append(grad.float())
                     scores.append(batch_scores.detach())
                     chosen.append(batch_targets)
         finally:
@@ -339,7 +365,7 @@ class TorchAdapter(ModelAdapter):
     def _captured(self, capture: _Capture, layer: str) -> torch.Tensor:
         if capture.output is None:
             raise ModelLoadError(f"layer '{layer}' did not run in the forward pass or did not output a tensor; pick another layer (`vexplain layers MODEL`)")
-        return capture.output
+        return capture.output if capture.for_grad else capture.output.float()
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
         """A forward hook swaps ``layer``'s output for the batch (see ``torch_ablation``); the mode used is in ``replacement_engine``."""
@@ -350,7 +376,7 @@ class TorchAdapter(ModelAdapter):
         module = self._module(layer)
         with eval_mode(self.model):
             scores, mode = replaced_scores(
-                self.model, module, lambda batch: self._scores(self._call(batch)), layer, inputs.to(self.device), activations.to(self.device)
+                self.model, module, lambda batch: self._scores(self._call(batch)), layer, inputs.to(self.device), activations.to(self.device, self.dtype)
             )
         self.replacement_modes[layer] = mode
         return scores
@@ -365,7 +391,7 @@ class TorchAdapter(ModelAdapter):
         linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
         if not linears:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the model has no nn.Linear classifier")
-        return linears[-1].weight.detach()
+        return linears[-1].weight.detach().float()
 
     def layers(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
