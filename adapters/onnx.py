@@ -19,6 +19,7 @@ from vexplain.core.adapter import (
 )
 from vexplain.core.errors import ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.options import checked, integer, optional
 
 from .onnx_graph import find_cam_head, read_metadata, tensor_ranks, with_extra_outputs
 from .ort_session import make_session, run_batched
@@ -42,9 +43,9 @@ class OnnxAdapter(ModelAdapter):
         import onnx
         import onnxruntime as ort
 
-        self.batch_size = batch_size
+        self.batch_size = checked("adapter 'onnx'", "batch_size", batch_size, integer(1))
         self.providers = list(providers) if providers else None
-        self.threads = threads
+        self.threads = checked("adapter 'onnx'", "threads", threads, optional(integer(0)))
         self.model = None
         if isinstance(source, ort.InferenceSession):
             self.session = source

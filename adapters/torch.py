@@ -31,6 +31,7 @@ from vexplain.core.adapter import (
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
+from vexplain.core.options import checked, integer
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
@@ -95,7 +96,7 @@ class TorchAdapter(ModelAdapter):
     def __init__(self, model: torch.nn.Module, batch_size: int = 64, name: str | None = None, metadata: dict | None = None):
         super().__init__()
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = checked("adapter 'torch'", "batch_size", batch_size, integer(1))
         self.name = name or type(model).__name__
         self.metadata = dict(metadata or {})
         self.replacement_modes: dict[str, str] = {}
@@ -136,7 +137,8 @@ class TorchAdapter(ModelAdapter):
         adapts its input itself is never refused)."""
         dtype = self.dtype
         if dtype in (torch.float16, torch.bfloat16):
-            warn(f"the model's parameters are {dtype}: inputs are cast to it, so scores and maps carry its rounding (about 3 significant digits)")
+            digits = 2 if dtype == torch.bfloat16 else 3
+            warn(f"the model's parameters are {dtype}: inputs are cast to it, so scores and maps carry its rounding (about {digits} significant digits)")
         try:
             output = self.model(batch.to(dtype))
             return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))

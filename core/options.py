@@ -152,6 +152,15 @@ def optional(inner: Coercer) -> Coercer:
     return coerce
 
 
+def checked(owner: str, name: str, value: Any, coerce: Coercer) -> Any:
+    """``coerce(value)``; its ``ValueError`` becomes ``InvalidOption`` naming ``owner`` (e.g.
+    "adapter 'torch'") and the option ``name``. For options outside a declared table."""
+    try:
+        return coerce(value)
+    except ValueError as error:
+        raise InvalidOption(f"option '{name}' of {owner} {error}; got {shown(value)}") from None
+
+
 def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any], kind: str = "method") -> dict[str, Any]:
     """Defaults filled in, values coerced; unknown names and bad values raise ``InvalidOption``
     naming the ``kind`` ("method", "metric") and name of the ``owner``."""
