@@ -29,6 +29,7 @@ from vexplain.core.errors import InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
 from vexplain.core.targets import ScoreFunction
+from vexplain.core.options import checked, integer, optional
 
 from .onnx_files import external_tensors, inline_external_data, load_onnx_file, parse_onnx
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
@@ -68,9 +69,9 @@ class OnnxAdapter(ModelAdapter):
         super().__init__()
         import onnxruntime as ort
 
-        self.batch_size = batch_size
+        self.batch_size = checked("adapter 'onnx'", "batch_size", batch_size, integer(1))
         self.providers = list(providers) if providers else None
-        self.threads = threads
+        self.threads = checked("adapter 'onnx'", "threads", threads, optional(integer(0)))
         self.model = None
         session = None
         if isinstance(source, ort.InferenceSession):

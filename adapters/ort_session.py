@@ -6,7 +6,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vexplain.core.errors import ModelLoadError
+from vexplain.core.errors import InvalidInput, ModelLoadError, VexplainError
+
+#: numpy types of the ONNX float tensor types vexplain can feed
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def default_providers() -> list[str]:
@@ -48,9 +51,12 @@ def run_batched(
     With ``fixed_batch`` (a graph whose batch dimension is fixed), batches have exactly that size,
     the last one padded by repeating its final row and the padding dropped afterwards.
     ``repeated``: further graph inputs, each one ``(1, ...)`` row fed repeated to every batch's size.
+    Inputs are fed as the graph's input type (float, float16 or double); outputs come back float32.
+    A failed run raises ``InvalidInput`` (:func:`run_error`).
     """
     rows = {name: value.detach().to("cpu", torch.float32).numpy()[:1] for name, value in (repeated or {}).items()}
     array = inputs.detach().to("cpu", torch.float32).numpy()
+    types = {graph_input.name: _NUMPY_TYPES.get(graph_input.type, np.float32) for graph_input in session.get_inputs()}
     step = fixed_batch or max(1, int(batch_size))
     collected: list[list[np.ndarray]] = [[] for _ in output_names]
     for start in range(0, array.shape[0], step):
@@ -60,7 +66,31 @@ def run_batched(
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed_batch - real, axis=0)])
         feed = {input_name: np.ascontiguousarray(chunk)}
         feed.update({name: np.ascontiguousarray(np.repeat(row, len(chunk), axis=0)) for name, row in rows.items()})
-        outputs = session.run(output_names, feed)
+        feed = {name: value.astype(types.get(name, np.float32), copy=False) for name, value in feed.items()}
+        try:
+            outputs = session.run(output_names, feed)
+        except Exception as error:  # onnxruntime's own exception types derive from Exception only
+            raise run_error(session, feed, error) from None
         for store, value in zip(collected, outputs):
             store.append(np.asarray(value)[:real])
     return [torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False)) for parts in collected]
+
+
+def run_error(session, feed: dict[str, np.ndarray], error: Exception) -> VexplainError:
+    """``error`` from ``session.run(..., feed)`` as one line: the given shapes against the graph's
+    declared input shapes (symbolic dimensions by name), and ONNX Runtime's reason."""
+    declared = {graph_input.name: graph_input.shape for graph_input in session.get_inputs()}
+    given = "; ".join(
+        f"input '{name}' got {tuple(value.shape)} but the model expects {_shape_text(declared.get(name))}" for name, value in feed.items()
+    )
+    reason = " ".join(str(error).split())
+    reason = reason.split(" : ", 3)[-1] if reason.startswith("[ONNXRuntimeError]") else reason
+    if "invalid dimensions" in reason or "Invalid rank" in reason:
+        return InvalidInput(f"the inputs do not fit the ONNX model: {given}; resize or reshape the inputs to the expected shape")
+    return InvalidInput(f"ONNX Runtime could not run the model ({given}): {reason[:300]}")
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "no such input"
+    return "(" + ", ".join(str(d) if isinstance(d, int) else str(d or "?") for d in shape) + ")"

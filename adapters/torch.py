@@ -34,11 +34,14 @@ from vexplain.core.adapter import (
 from vexplain.core.concurrency import no_model_running, running_model
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
+from vexplain.core.notices import warn
+from vexplain.core.options import checked, integer
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_layers import feature_map_shapes
 from .torch_outputs import on_output, producing_linear, select_output
+from .torch_errors import call_error, parameter_dtype
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
 from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
 from .torch_precision import precision_error, reduced_precision, true_float32
@@ -111,7 +114,7 @@ class TorchAdapter(ModelAdapter):
         self.output = output
         #: the name of the entry last explained (``output`` or an unasked ``logits``), for ``exp.options``
         self._explained_name: str | None = None
-        self.batch_size = batch_size
+        self.batch_size = checked("adapter 'torch'", "batch_size", batch_size, integer(1))
         self.name = name or type(model).__name__
         self.metadata = dict(metadata or {})
         self.replacement_modes: dict[str, str] = {}
@@ -132,6 +135,12 @@ class TorchAdapter(ModelAdapter):
         share a submodule (a backbone under two heads) run one at a time."""
         return tuple(self.model.modules())
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype: inputs are cast to it for each call, scores and
+        activations come back as float32."""
+        return parameter_dtype(self.model)
+
     def describe(self) -> str:
         kind = "TorchScript" if isinstance(self.model, torch.jit.ScriptModule) else "PyTorch"
         return f"{kind} model '{self.name}'"
@@ -151,13 +160,25 @@ class TorchAdapter(ModelAdapter):
         convolution's becomes ``InvalidInput`` (checked only after a failure, so a model that
         adapts its input itself is never refused). Holds the shared model-run lock, so no fx
         trace or ONNX export in another thread overlaps it (``core/concurrency.py``)."""
+        dtype = self.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            digits = 2 if dtype == torch.bfloat16 else 3
+            warn(f"the model's parameters are {dtype}: inputs are cast to it, so scores and maps carry its rounding (about {digits} significant digits)")
         try:
             with running_model():
-                output = self.model(batch)
+                output = self.model(batch.to(dtype))
                 return output if self._score_function is None else apply_score_function(self._score_function, output, len(batch))
         except RuntimeError as error:
-            self._raise_if_wrong_channels(batch, error)
+            self._raise_for_inputs(batch, error)
             raise
+
+    def _raise_for_inputs(self, batch: torch.Tensor, error: RuntimeError) -> None:
+        """After the model failed on ``batch``: ``InvalidInput`` when the inputs do not fit it
+        (channels, a size below its receptive field or not its classifier's); otherwise nothing."""
+        self._raise_if_wrong_channels(batch, error)
+        typed = call_error(self.describe(), batch, error)
+        if typed is not None:
+            raise typed from error
 
     def _raise_if_wrong_channels(self, batch: torch.Tensor, error: RuntimeError) -> None:
         """After the model failed on ``batch``: ``InvalidInput`` when its channel count differs from
@@ -194,6 +215,11 @@ class TorchAdapter(ModelAdapter):
             if engine == "onnx":
                 raise self._unsupported("engine 'onnx'", "callable targets run in torch; use engine 'auto' or 'torch'")
             return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": "callable targets run in torch"})
+        dtype = self.dtype
+        if dtype != torch.float32:  # the export traces float32 inputs
+            if engine == "onnx":
+                raise self._unsupported("engine 'onnx'", f"the model's parameters are {dtype}; ONNX export takes float32 models")
+            return Scorer(lambda batch: self.forward(batch, batch.shape[0]), "torch", {"engine_reason": f"{dtype} models run in torch"})
         wants_onnx = engine == "onnx" or (engine == "auto" and self.device.type == "cpu")
         if wants_onnx and sample is not None and not self._returns_tensor(sample):
             if engine == "onnx":
@@ -272,11 +298,13 @@ class TorchAdapter(ModelAdapter):
         try:
             if isinstance(self.model, torch.jit.ScriptModule):
                 raise NotIncremental("TorchScript modules cannot be traced")
+            if self.dtype != torch.float32:
+                raise NotIncremental(f"the model's parameters are {self.dtype}; the incremental engine runs float32 models")
             with context():
                 try:
                     return incremental_box_scorers(self.model, images.to(self.device), window, baseline, self._output_scores, context, field_limit)
                 except RuntimeError as error:
-                    self._raise_if_wrong_channels(images, error)
+                    self._raise_for_inputs(images, error)
                     raise
         except NotIncremental as reason:
             fallbacks = full_inference("auto")
@@ -389,8 +417,8 @@ class TorchAdapter(ModelAdapter):
                         (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)
                     if grad is None:
                         raise InvalidTarget(f"the explained score does not depend on layer '{layer}' (no path from the layer to it); pick a layer that feeds that score")
-                    acts.append(activation.detach())
-                    grads.append(grad)
+                    acts.append(activation.detach().float())
+                    grads.append(grad.float())
                     scores.append(batch_scores.detach())
                     chosen.append(batch_targets)
         finally:
@@ -400,7 +428,7 @@ class TorchAdapter(ModelAdapter):
     def _captured(self, capture: _Capture, layer: str) -> torch.Tensor:
         if capture.output is None:
             raise ModelLoadError(f"layer '{layer}' did not run in the forward pass or did not output a tensor; pick another layer (`vexplain layers MODEL`)")
-        return capture.output
+        return capture.output if capture.for_grad else capture.output.float()
 
     def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
         """A forward hook swaps ``layer``'s output for the batch (see ``torch_ablation``); the mode used is in ``replacement_engine``."""
@@ -411,7 +439,7 @@ class TorchAdapter(ModelAdapter):
         module = self._module(layer)
         with eval_mode(self.model):
             scores, mode = replaced_scores(
-                self.model, module, lambda batch: self._scores(self._call(batch)), layer, inputs.to(self.device), activations.to(self.device)
+                self.model, module, lambda batch: self._scores(self._call(batch)), layer, inputs.to(self.device), activations.to(self.device, self.dtype)
             )
         self.replacement_modes[layer] = mode
         return scores
@@ -430,13 +458,13 @@ class TorchAdapter(ModelAdapter):
         if not linears:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the model has no nn.Linear classifier")
         if sample is None and len(linears) == 1:
-            return linears[0].weight.detach()
+            return linears[0].weight.detach().float()
         sample = self._sample(sample, CLASSIFIER_WEIGHTS)[:1].to(self.device)
         with eval_mode(self.model), torch.no_grad():
             linear = producing_linear(self.model, lambda: self._call(sample), self.output, self.describe())
         if linear is None:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the explained output is not computed by an nn.Linear (CAM needs pooling followed by a linear classifier)")
-        return linear.weight.detach()
+        return linear.weight.detach().float()
 
     def _sample(self, sample: torch.Tensor | None, capability: str) -> torch.Tensor:
         """``sample``, or zeros of the metadata's input size to trace shapes with."""

@@ -9,7 +9,7 @@ import torch
 
 from .adapter import ModelAdapter
 from .concurrency import one_call_per_model
-from .errors import ModelLoadError
+from .errors import InvalidOption, ModelLoadError
 from .explanation import Explanation
 from .inputs import as_input_tensor
 from .notices import collecting
@@ -32,7 +32,12 @@ def adapt(model: Any, **options: Any) -> ModelAdapter:
     factories = sorted((e.obj for e in REGISTRY.adapters().values()), key=lambda f: -f.priority)
     for factory in factories:
         if factory.accepts(model):
-            return factory.adapt(model, **options)
+            try:
+                return factory.adapt(model, **options)
+            except TypeError as error:  # Python's own words for a keyword the adapter does not take
+                if "unexpected keyword argument" not in str(error):
+                    raise
+                raise InvalidOption(f"adapter '{factory.name}' {str(error).split(' ', 1)[-1]}; see its docstring for the options it takes") from None
     names = ", ".join(f.name for f in factories)
     raise ModelLoadError(
         f"cannot explain a {type(model).__name__}: give an nn.Module, a TorchScript or .onnx file, "

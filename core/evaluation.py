@@ -150,6 +150,8 @@ def evaluate(
     adapter.require(metric_class.requires, f"metric '{metric}'")
     resolved = resolve_options(metric, metric_class.options, options, kind="metric")
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
+    if method_options is not None and not isinstance(method_options, Mapping):
+        raise InvalidOption(f"method_options must be a dict of the method's options; got {type(method_options).__name__}")
     method, used_options, explained_warnings = None, dict(method_options or {}), []
     if isinstance(maps_or_method, str):
         method = maps_or_method

@@ -85,6 +85,10 @@ def _first_line(error: BaseException) -> str:
     return lines[-1][:200] if lines else type(error).__name__
 
 
+#: the largest side an image is resized to: 32768² float32 RGB is already 12 GiB
+MAX_SIDE = 32768
+
+
 def preprocess(
     image: np.ndarray,
     size: Sequence[int] | None = None,
@@ -92,12 +96,12 @@ def preprocess(
     std: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` → float32 ``(3, h, w)``: resized to ``size`` = (h, w) bilinearly when
-    given, scaled to [0, 1], then ``(x - mean) / std`` per channel."""
+    given (each side at most ``MAX_SIDE``), scaled to [0, 1], then ``(x - mean) / std`` per channel."""
     import cv2
 
     if size is not None:
-        if len(size) != 2 or not all(int(s) > 0 for s in size):
-            raise InvalidOption(f"size must be (height, width) of positive ints; got {tuple(size)}")
+        if len(size) != 2 or not all(0 < int(s) <= MAX_SIDE for s in size):
+            raise InvalidOption(f"size must be (height, width) of ints in 1..{MAX_SIDE}; got {tuple(size)}")
         image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
     mean_array = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
     std_array = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)

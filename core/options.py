@@ -37,32 +37,58 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def integer(minimum: int | None = None) -> Coercer:
-    """An int (bools refused), at least ``minimum``."""
+#: the largest finite float32: option values end up in float32 tensors, where larger ones become inf
+FLOAT32_MAX = 3.4028234663852886e38
+#: seeds go to ``torch.Generator.manual_seed`` and ``numpy.random.default_rng``; both take 0 .. 2**63 - 1
+SEED_MAX = 2**63 - 1
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Coercer:
+    """An int (bools refused), at least ``minimum`` and at most ``maximum`` when given."""
 
     def coerce(value: Any) -> int:
-        if not _is_int(value) or (minimum is not None and value < minimum):
-            bound = f" >= {minimum}" if minimum is not None else ""
+        too_small = minimum is not None and _is_int(value) and value < minimum
+        too_large = maximum is not None and _is_int(value) and value > maximum
+        if not _is_int(value) or too_small or too_large:
+            if minimum is not None and maximum is not None:
+                bound = f" in {minimum}..{maximum}"
+            elif minimum is not None:
+                bound = f" >= {minimum}"
+            else:
+                bound = f" <= {maximum}" if maximum is not None else ""
             raise ValueError(f"must be an int{bound}")
         return int(value)
 
     return coerce
 
 
+def seed() -> Coercer:
+    """A random seed: an int in 0 .. ``SEED_MAX`` (2**63 - 1), the range numpy and torch both take."""
+    return integer(0, SEED_MAX)
+
+
 def number(minimum: float | None = None, above: float | None = None, maximum: float | None = None) -> Coercer:
-    """A finite real number (bools, NaN and infinities refused), at least ``minimum`` or greater
-    than ``above``, and at most ``maximum``, when given."""
+    """A finite real number within float32's range (±``FLOAT32_MAX``; bools, NaN and infinities
+    refused), at least ``minimum`` or greater than ``above``, and at most ``maximum``, when given."""
 
     def coerce(value: Any) -> float:
-        if not _is_number(value) or not math.isfinite(float(value)):
+        if not _is_number(value):
             raise ValueError("must be a finite number")
-        if minimum is not None and float(value) < minimum:
+        try:
+            as_float = float(value)
+        except OverflowError:  # an int beyond float64
+            as_float = math.inf
+        if not math.isfinite(as_float):
+            raise ValueError("must be a finite number")
+        if abs(as_float) > FLOAT32_MAX:
+            raise ValueError(f"must be a number within float32's range, -{FLOAT32_MAX:.4g} .. {FLOAT32_MAX:.4g}")
+        if minimum is not None and as_float < minimum:
             raise ValueError(f"must be a number >= {minimum:g}")
-        if above is not None and float(value) <= above:
+        if above is not None and as_float <= above:
             raise ValueError(f"must be a number > {above:g}")
-        if maximum is not None and float(value) > maximum:
+        if maximum is not None and as_float > maximum:
             raise ValueError(f"must be a number <= {maximum:g}")
-        return float(value)
+        return as_float
 
     return coerce
 
@@ -126,6 +152,15 @@ def optional(inner: Coercer) -> Coercer:
     return coerce
 
 
+def checked(owner: str, name: str, value: Any, coerce: Coercer) -> Any:
+    """``coerce(value)``; its ``ValueError`` becomes ``InvalidOption`` naming ``owner`` (e.g.
+    "adapter 'torch'") and the option ``name``. For options outside a declared table."""
+    try:
+        return coerce(value)
+    except ValueError as error:
+        raise InvalidOption(f"option '{name}' of {owner} {error}; got {shown(value)}") from None
+
+
 def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any], kind: str = "method") -> dict[str, Any]:
     """Defaults filled in, values coerced; unknown names and bad values raise ``InvalidOption``
     naming the ``kind`` ("method", "metric") and name of the ``owner``."""
@@ -139,8 +174,14 @@ def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[s
         try:
             resolved[name] = declared[name].coerce(value)
         except ValueError as error:
-            raise InvalidOption(f"option '{name}' of {kind} '{owner}' {error}; got {value!r}") from None
+            raise InvalidOption(f"option '{name}' of {kind} '{owner}' {error}; got {shown(value)}") from None
     return resolved
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error about a huge value stays one short line."""
+    text_value = repr(value)
+    return text_value if len(text_value) <= limit else f"{text_value[: limit - 3]}..."
 
 
 def parse_option_text(text_value: str) -> Any:

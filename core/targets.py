@@ -175,13 +175,15 @@ class TargetRequest:
             self.score_function = target
             self.per_input = target.columns(count)
             return
+        if isinstance(targets, torch.Tensor) and (targets.device.type == "meta" or targets.layout != torch.strided):
+            raise InvalidTarget(f"targets must be a dense tensor holding values; got a {targets.layout} tensor on '{targets.device.type}'")
         if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
-            self.fixed = int(targets)
+            self.fixed = _class_index(targets)
             return
         if isinstance(targets, (np.ndarray, torch.Tensor)) and targets.ndim == 0:
             value = targets.item()  # a 0-d integer array or tensor (e.g. ``logits.argmax()``) is an int
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                self.fixed = int(value)
+                self.fixed = _class_index(value)
                 return
         if isinstance(targets, (str, bytes, bool, float)) or not hasattr(targets, "__len__"):
             raise InvalidTarget(
@@ -192,6 +194,8 @@ class TargetRequest:
             raise InvalidTarget(
                 f"targets must be a 1-D sequence of {count} ints; got shape {array.shape} of {array.dtype}"
             )
+        if array.dtype == np.uint64 and array.size and int(array.max()) >= 2**63:
+            _class_index(int(array.max()))
         if len(array) != count:
             raise InvalidTarget(f"targets has {len(array)} entries but there are {count} inputs; give one target per input")
         self.per_input = torch.from_numpy(array.astype(np.int64))
@@ -259,6 +263,14 @@ def _rows(output: Any) -> int | None:
         if isinstance(value, torch.Tensor) and value.dim() > 0:
             return value.shape[0]
     return None
+
+
+def _class_index(value: numbers.Integral) -> int:
+    """``value`` as an int, refused beyond int64 (no model has that many classes; the range check
+    against the model's classes comes in ``select``)."""
+    if not -(2**63) <= int(value) < 2**63:
+        raise InvalidTarget(f"target {int(value)} is not a class index; give an int in 0..K-1 for a model with K classes")
+    return int(value)
 
 
 def apply_score_function(function: ScoreFunction, output: Any, rows: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ True, of the signed values otherwise.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -50,11 +50,10 @@ def request_for(chosen: torch.Tensor) -> TargetRequest:
     return TargetRequest(chosen.detach().cpu(), len(chosen))
 
 
-def pair_chunks(images: int, per_image: int, batch_size: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(image index, sample index) pairs, image-major, cut into chunks of at most ``batch_size``."""
-    image_of = torch.arange(images, device=device).repeat_interleave(per_image)
-    sample_of = torch.arange(per_image, device=device).repeat(images)
-    return [
-        (image_of[start : start + batch_size], sample_of[start : start + batch_size])
-        for start in range(0, images * per_image, batch_size)
-    ]
+def pair_chunks(images: int, per_image: int, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(image index, sample index) pairs, image-major, in chunks of at most ``batch_size``, each
+    built when it is reached (so no index array of images × per_image is ever held)."""
+    total = images * per_image
+    for start in range(0, total, batch_size):
+        flat = torch.arange(start, min(start + batch_size, total), device=device)
+        yield flat // per_image, flat % per_image

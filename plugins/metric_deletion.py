@@ -15,6 +15,7 @@ from vexplain.core.metric_tools import (
     target_probabilities,
     trapezoid_auc,
 )
+from vexplain.core.errors import InvalidOption
 from vexplain.core.options import Option, choice, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 
@@ -23,9 +24,9 @@ PAPER = "Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation 
 
 def _options(default_substrate: str) -> dict[str, Option]:
     return {
-        "steps": Option(100, integer(1), "number of steps; step k changes the floor(k*H*W/steps) most relevant pixels"),
+        "steps": Option(100, integer(1), "number of steps; step k changes the floor(k*H*W/steps) most relevant pixels; at most H*W"),
         "substrate": Option(default_substrate, choice(*SUBSTRATES), "what removed pixels become: zeros, mean or blur"),
-        "blur_sigma": Option(5.0, number(above=0), "std in pixels of the Gaussian blur substrate"),
+        "blur_sigma": Option(5.0, number(above=0), "std in pixels of the Gaussian blur substrate; at most max(H, W)"),
         **batch_options("perturbed images per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the perturbed batches"),
     }
@@ -36,7 +37,9 @@ class _PixelCurve(Metric):
     equal steps; at each step the target's score is recorded: the softmax probability of the
     explained class for class targets, a target object's own score (``vx.targets``) otherwise. The
     curve has ``steps + 1`` points at x = fraction of pixels changed (0 .. 1); its area by the
-    trapezoid rule is the ``auc`` value."""
+    trapezoid rule is the ``auc`` value. Ranges: ``steps`` at most H·W (one pixel per step; more
+    would repeat points), ``blur_sigma`` at most max(H, W) (a wider blur is all but the image's
+    mean: use ``substrate='mean'``), both refused before any work."""
 
     requires = (FORWARD,)
     headline = "auc"
@@ -49,6 +52,13 @@ class _PixelCurve(Metric):
         pixels = height * width
         steps = options["steps"]
         device = inputs.device
+        if steps > pixels:
+            raise InvalidOption(f"option 'steps' of metric '{self.name}' is {steps}, but the {height}x{width} images have {pixels} pixels; give at most {pixels} (one pixel per step)")
+        if options["substrate"] == "blur" and options["blur_sigma"] > max(height, width):
+            raise InvalidOption(
+                f"option 'blur_sigma' of metric '{self.name}' is {options['blur_sigma']:g}, wider than the {height}x{width} images; "
+                f"give at most {max(height, width)}, or substrate='mean'"
+            )
         ranks = relevance_ranks(case.maps.to(device))
         counts = torch.tensor([k * pixels // steps for k in range(steps + 1)], device=device)
         background = substrate(inputs, options["substrate"], options["blur_sigma"])

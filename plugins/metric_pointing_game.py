@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from vexplain.core.adapter import FORWARD
-from vexplain.core.errors import InvalidInput
+from vexplain.core.errors import InvalidInput, InvalidOption
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.metric import MASKS, EvaluationCase, Metric, MetricResult
 from vexplain.core.options import Option, integer, optional
@@ -45,7 +45,7 @@ class PointingGame(Metric):
     rule, the baseline Zhang et al. report beside every method.
 
     Default: ``tolerance`` = round(15 · min(H, W) / 224), the paper's 15 px at 224 px scaled to the
-    input (4 px at 64 × 64).
+    input (4 px at 64 × 64); at most H + W, from where every point is a hit.
     """
 
     name = "pointing_game"
@@ -66,6 +66,8 @@ class PointingGame(Metric):
             raise InvalidInput(f"pointing_game needs a non-empty mask for every image; images {empty} have none")
         height, width = masks.shape[1:]
         tolerance = options["tolerance"] if options["tolerance"] is not None else default_tolerance(height, width)
+        if tolerance > height + width:
+            raise InvalidOption(f"option 'tolerance' of metric 'pointing_game' is {tolerance}; on {height}x{width} images any point is a hit from {height + width} on: give at most {height + width}")
         found = peaks(case.maps.cpu())
         centre = torch.tensor([[height // 2, width // 2]]).expand(len(masks), 2)
         return MetricResult(

@@ -11,7 +11,7 @@ from vexplain.core.concurrency import GLOBAL_RNG
 from vexplain.core.errors import UnsupportedCapability
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.metric import METHOD, EvaluationCase, Metric, MetricResult
-from vexplain.core.options import Option, integer, optional
+from vexplain.core.options import Option, integer, optional, seed
 from vexplain.core.progress import progress
 from vexplain.core.similarity import spearman, ssim
 
@@ -66,7 +66,7 @@ class Randomization(Metric):
     higher_is_better = False
     options = {
         "layers": Option(None, optional(integer(1)), "randomise only this many layers from the output (default: all)"),
-        "seed": Option(0, integer(0), "seed of the re-initialisation (layer i uses seed + i)"),
+        "seed": Option(0, seed(), "seed of the re-initialisation (layer i uses seed + i), 0 .. 2**63 - 1"),
     }
 
     def evaluate(self, case: EvaluationCase, options: dict[str, Any]) -> MetricResult:

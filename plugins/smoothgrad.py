@@ -9,7 +9,8 @@ from vexplain.core.adapter import ACTIVATION_GRADIENTS, GRADIENTS, GUIDED_GRADIE
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice, integer, number, optional, resolve_options, text
+from vexplain.core.budget import check_fits, memory_budget_mb
+from vexplain.core.options import Option, choice, integer, number, optional, resolve_options, seed, text
 from vexplain.core.targets import TargetRequest
 
 from ._gradient_maps import pair_chunks, request_for, resolve_targets
@@ -48,8 +49,10 @@ class SmoothGrad(Explainer):
     the same for every image (scaled by its σ), so an image's result never depends on the batch.
 
     Options (defaults): ``base="saliency"``, ``base_options=None`` (the base's defaults),
-    ``samples=25``, ``noise=0.15``, ``seed=0``, ``variant="smoothgrad"``, ``batch_size=64``
-    noisy inputs per call of the base method.
+    ``samples=25``, ``noise=0.15``, ``seed=0`` (0 .. 2⁶³ − 1), ``variant="smoothgrad"``,
+    ``batch_size=64`` noisy inputs per call of the base method, ``memory_mb=1024``: the noise
+    draws (samples × C × H × W float32, held for the whole call) must fit it, so ``samples`` is
+    refused above memory_mb · 2²⁰ / (4·C·H·W) before anything is drawn.
     """
 
     name = "smoothgrad"
@@ -59,17 +62,20 @@ class SmoothGrad(Explainer):
     options = {
         "base": Option("saliency", text(), "the gradient method to smooth"),
         "base_options": Option(None, optional(mapping), "options of the base method (default: its defaults)"),
-        "samples": Option(25, integer(1), "noisy copies per input"),
+        "samples": Option(25, integer(1), "noisy copies per input (their noise draws must fit memory_mb)"),
         "noise": Option(0.15, number(minimum=0), "noise σ as a fraction of each image's value range (max − min)"),
-        "seed": Option(0, integer(0), "seed of the noise draws"),
+        "seed": Option(0, seed(), "seed of the noise draws, 0 .. 2**63 - 1"),
         "variant": Option("smoothgrad", choice(*VARIANTS), "mean (smoothgrad), mean of squares (squared) or variance (vargrad)"),
         "batch_size": Option(64, integer(1), "noisy inputs per call of the base method"),
+        "memory_mb": Option(1024, number(above=0), "memory budget the noise draws must fit"),
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         base = base_explainer(options["base"])
         base_options = resolve_options(base.name, base.options, options["base_options"] or {})
         adapter.require(base.requires, f"smoothgrad's base '{base.name}'")
+        budget = memory_budget_mb(self.name, options, inputs.device)
+        check_fits(self.name, "samples", options["samples"], 4 * inputs[0].numel(), budget, "noise draws")
         generator = torch.Generator(device="cpu").manual_seed(options["seed"])
         draws = torch.randn((options["samples"], *inputs.shape[1:]), generator=generator).to(inputs.device)
         sigma = options["noise"] * (inputs.amax(dim=(1, 2, 3)) - inputs.amin(dim=(1, 2, 3)))

@@ -187,7 +187,7 @@ def test_smoothgrad_linear_model_and_noise_scale():
 
 def test_smoothgrad_defaults_and_base_options():
     assert {k: o.default for k, o in SmoothGrad.options.items()} == {
-        "base": "saliency", "base_options": None, "samples": 25, "noise": 0.15, "seed": 0, "variant": "smoothgrad", "batch_size": 64,
+        "base": "saliency", "base_options": None, "samples": 25, "noise": 0.15, "seed": 0, "variant": "smoothgrad", "batch_size": 64, "memory_mb": 1024,
     }
     x = images(2, size=8, seed=5)
     model = seeded_cnn(seed=0)

@@ -176,10 +176,11 @@ def test_wrong_channels_on_onnx(x):
 
 
 def test_wrong_channels_on_a_model_without_conv():
-    # no convolution to read a channel count from: torch's own error is not rewritten
+    # no convolution to read a channel count from: the classifier's feature count is named instead
     model = LinearNet(np.ones((2, 12)))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(vx.InvalidInput) as caught:
         vx.explain(model, np.ones((1, 2, 2, 2), dtype=np.float32), method="saliency")
+    assert "takes 12 features but got 8" in one_line(caught)
 
 
 # ----------------------------------------------------------------- methods, layers, options
