@@ -72,7 +72,7 @@ class FinerCam(GradCam):
 
     def attribute(self, adapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         if targets.score_function is not None:
-            raise InvalidTarget("finercam builds its own score from the class scores; give targets as None, an int or one int per input, not a callable")
+            raise InvalidTarget("finercam needs class indices (it builds its own score from the class scores): give targets as None, an int or one int per input, not a callable")
         scores = adapter.forward(inputs).to(inputs.device)
         if scores.dim() != 2 or scores.shape[1] < 2:
             raise InvalidTarget(f"finercam compares the target with other classes; the model's scores have shape {tuple(scores.shape)}, it needs (N, K) with K >= 2")

@@ -66,7 +66,7 @@ def test_bad_options(options, error):
 
 
 def test_callable_target_refused():
-    with pytest.raises(vx.InvalidTarget, match="callable"):
+    with pytest.raises(vx.InvalidTarget, match="class indices"):
         vx.explain(HandCamNet(), HAND_X, method="finercam", targets=lambda out: out[:, 0])
 
 
