@@ -66,6 +66,9 @@ GRAD_CAM_CLASSES = {
     "eigencam": "EigenCAM",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
+    "eigengradcam": "EigenGradCAM",
+    "gradcam_elementwise": "GradCAMElementWise",
+    "kpcacam": "KPCA_CAM",
 }
 
 

@@ -12,6 +12,23 @@ map becomes zeros), and the result is their mean, as pytorch-grad-cam aggregates
 (it also applies ReLU to every layer's map first and min-max scales the mean; vexplain applies
 ReLU only where the method defines one, and ``exp.normalized("minmax")`` gives the final scaling).
 ``layer_maps`` are then ``(N, L, H, W)``: each layer's raw map at input size, in the order given.
+
+Two smoothing options, shared by the whole family (pytorch-grad-cam's names):
+
+* ``eigen_smooth`` (default False): the layer map is the first principal component of the
+  per-channel contributions ``weighted_activations`` (w_k A_k for weight-based variants, the
+  element-wise products for element-wise ones) instead of their sum over channels
+  (``first_component_projection``; sign oriented toward that sum, pytorch-grad-cam leaves the SVD's
+  sign). Only variants whose layer map is such a sum offer it (Eigen-CAM and other variants that
+  override ``cam`` do not).
+* ``aug_smooth`` (default False): test-time augmentation as pytorch-grad-cam's default ``ttach``
+  transforms: the input multiplied by 0.9, 1 and 1.1, each also flipped horizontally (6 inputs).
+  Each augmented input is explained for the target chosen on the original input (pytorch-grad-cam
+  takes each augmented input's own top class when no target is given), its map and layer map
+  flipped back and min-max scaled to [0, 1] per image (as pytorch-grad-cam scales every map it
+  averages; a constant map becomes zeros), and ``maps``/``layer_maps`` are the mean over the 6.
+  The result is in [0, 1], not in the method's raw units. The five augmented copies run as one
+  batch of 5·N inputs.
 """
 from __future__ import annotations
 
@@ -23,9 +40,12 @@ import torch
 from vexplain.core.adapter import ActivationResult, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
-from vexplain.core.options import Option
+from vexplain.core.options import Option, boolean
 from vexplain.core.postprocess import relu, upsample
 from vexplain.core.targets import TargetRequest
+
+#: aug_smooth's test-time augmentations (horizontal flip, intensity factor), identity first
+AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, factor) for flip in (False, True) for factor in (1.0, 0.9, 1.1))
 
 
 def layer_names(value: Any) -> str | tuple[str, ...]:
@@ -48,6 +68,8 @@ LAYER_OPTION = Option(
     optional_layers,
     "layer name (see `vexplain layers MODEL`), or several (comma-separated or a list); default the last feature map before global pooling",
 )
+AUG_SMOOTH_OPTION = Option(False, boolean(), "average the min-max scaled maps of the input x 0.9, 1, 1.1, each also flipped horizontally")
+EIGEN_SMOOTH_OPTION = Option(False, boolean(), "layer map = first principal component of the per-channel contributions instead of their sum")
 
 
 @dataclass
@@ -74,24 +96,77 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(maps.shape)
 
 
+def minmax_last2(maps: torch.Tensor) -> torch.Tensor:
+    """``minmax`` over the last two dimensions of ``(..., H, W)`` maps."""
+    return minmax(maps.reshape(-1, *maps.shape[-2:])).reshape(maps.shape)
+
+
+def first_component_projection(activations: torch.Tensor) -> torch.Tensor:
+    """``(N, h, w)``: each image's activations, as h·w points in C dimensions centred per channel,
+    projected on their first principal component (the first right singular vector). Computed in
+    float64. Sign: chosen so the projection correlates non-negatively with the centred channel sum
+    Σ_k A_k, i.e. the map is high where the layer is active."""
+    n, c, h, w = activations.shape
+    points = activations.reshape(n, c, h * w).transpose(1, 2).double()  # (N, hw, C)
+    points = points - points.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(points, full_matrices=False)
+    projection = points @ vh[:, 0, :, None]  # (N, hw, 1)
+    agreement = (projection[..., 0] * points.sum(dim=2)).sum(dim=1)
+    sign = torch.where(agreement < 0, -1.0, 1.0).to(projection.dtype)
+    return (projection[..., 0] * sign[:, None]).reshape(n, h, w).to(activations.dtype)
+
+
 class CamExplainer(Explainer):
-    """Base of CAM-style methods. Subclasses implement ``weights`` or ``cam``."""
+    """Base of CAM-style methods. Subclasses implement ``weights``, ``weighted_activations`` or
+    ``cam`` (a subclass overriding ``cam`` loses the ``eigen_smooth`` option)."""
 
     uses_gradients: ClassVar[bool] = False
     relu_output: ClassVar[bool] = False
     #: take each image's activations from a forward pass of that image alone (batching-exact)
     per_image_activations: ClassVar[bool] = False
-    options = {"layer": LAYER_OPTION}
+    options = {"layer": LAYER_OPTION, "aug_smooth": AUG_SMOOTH_OPTION, "eigen_smooth": EIGEN_SMOOTH_OPTION}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.cam is not CamExplainer.cam and "eigen_smooth" in cls.options:
+            cls.options = {name: option for name, option in cls.options.items() if name != "eigen_smooth"}
 
     def weights(self, step: CamStep) -> torch.Tensor:
         """``(N, C)`` weights of the layer's channels for each input's target."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither weights() nor cam()")
+        raise NotImplementedError(f"{type(self).__name__} implements neither weights(), weighted_activations() nor cam()")
+
+    def weighted_activations(self, step: CamStep) -> torch.Tensor:
+        """``(N, C, h, w)`` per-channel contributions whose channel sum is the layer map: w_k A_k by default."""
+        return self.weights(step)[:, :, None, None] * step.activations
 
     def cam(self, step: CamStep) -> torch.Tensor:
-        """The layer map ``(N, h, w)`` before ``relu_output``: Σ_k w_k A_k by default."""
-        return torch.einsum("nc,nchw->nhw", self.weights(step), step.activations)
+        """The layer map ``(N, h, w)`` before ``relu_output``: the channel sum of
+        ``weighted_activations``, or with ``eigen_smooth`` their first principal component."""
+        contributions = self.weighted_activations(step)
+        if step.options.get("eigen_smooth"):
+            return first_component_projection(contributions)
+        return contributions.sum(dim=1)
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
+        if not options.get("aug_smooth"):
+            return self._attribute_once(adapter, inputs, targets, options)
+        plain = self._attribute_once(adapter, inputs, targets, options)
+        n, others = len(inputs), AUGMENTATIONS[1:]
+        augmented = torch.cat([_augment(inputs, flip, factor) for flip, factor in others])
+        request = TargetRequest(plain.targets.cpu().repeat(len(others)), len(augmented))
+        result = self._attribute_once(adapter, augmented, request, options)
+
+        def smoothed(first: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+            parts = [first] + [_augment(part, flip, 1.0) for part, (flip, _) in zip(rest.split(n), others)]
+            return torch.stack([minmax_last2(part) for part in parts]).mean(dim=0)
+
+        notes = {**result.notes, **plain.notes, "augmentations": [f"{'flip, ' if flip else ''}x{factor:g}" for flip, factor in AUGMENTATIONS]}
+        return Attribution(
+            maps=smoothed(plain.maps, result.maps), scores=plain.scores, targets=plain.targets,
+            layer_maps=smoothed(plain.layer_maps, result.layer_maps), notes=notes,
+        )
+
+    def _attribute_once(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         chosen = options["layer"]
         layers = (adapter.default_cam_layer(inputs[:1]),) if chosen is None else ((chosen,) if isinstance(chosen, str) else chosen)
         notes: dict[str, Any] = {}
@@ -131,3 +206,9 @@ class CamExplainer(Explainer):
             raise InvalidOption(f"layer '{layer}' outputs shape {tuple(activations.shape)}; CAM methods need a (N, C, h, w) feature map with more than one position")
         gradients = None if result.gradients is None else result.gradients.to(inputs.device)
         return CamStep(adapter, inputs, layer, activations, gradients, result.scores.to(inputs.device), chosen.to(inputs.device), options)
+
+
+def _augment(tensor: torch.Tensor, flip: bool, factor: float) -> torch.Tensor:
+    """``tensor`` times ``factor``, flipped along its last (width) axis when ``flip``."""
+    scaled = tensor * factor if factor != 1.0 else tensor
+    return scaled.flip(-1) if flip else scaled

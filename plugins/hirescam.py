@@ -21,8 +21,8 @@ class HiResCam(CamExplainer):
     paper = "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks, arXiv 2011.08891, 2020"
     uses_gradients = True
 
-    def cam(self, step: CamStep) -> torch.Tensor:
-        return (step.gradients * step.activations).sum(dim=1)
+    def weighted_activations(self, step: CamStep) -> torch.Tensor:
+        return step.gradients * step.activations
 
 
 @hookimpl

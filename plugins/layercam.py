@@ -22,8 +22,8 @@ class LayerCam(CamExplainer):
     uses_gradients = True
     relu_output = True
 
-    def cam(self, step: CamStep) -> torch.Tensor:
-        return (torch.relu(step.gradients) * step.activations).sum(dim=1)
+    def weighted_activations(self, step: CamStep) -> torch.Tensor:
+        return torch.relu(step.gradients) * step.activations
 
 
 @hookimpl

@@ -73,7 +73,7 @@ class ScoreAsOutput(torch.nn.Module):
 
 FAST = {"occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "integrated_gradients": {"steps": 5}, "rise": {"masks": 64}}
 #: methods that need class indices (the classifier's weight row of a class) refuse a callable
-NEEDS_CLASS_INDICES = {"cam"}
+NEEDS_CLASS_INDICES = {"cam", "finercam"}
 
 
 @pytest.mark.parametrize("method", [m.name for m in vx.methods() if "torch" in m.backends])

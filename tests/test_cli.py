@@ -113,7 +113,7 @@ BAD_INPUTS = {
     "state dict as model": (["explain", "{weights}", "{image}"], "state_dict"),
     "bad factory": (["explain", "vexplain.nothing_here:build", "{image}"], "cannot import"),
     "unknown method": (["explain", "{onnx}", "{image}", "--method", "gradcm", "--size", "32", "32"], "did you mean: gradcam"),
-    "unsupported on onnx": (["explain", "{onnx}", "{image}", "--method", "saliency", "--size", "32", "32"], "methods that work on this model: ablationcam, cam, eigencam, feature_ablation, kernel_shap, lime, occlusion, rise, scorecam, shapley_sampling"),
+    "unsupported on onnx": (["explain", "{onnx}", "{image}", "--method", "saliency", "--size", "32", "32"], "methods that work on this model: ablationcam, cam, eigencam, feature_ablation, iscam, kernel_shap, kpcacam, lime, occlusion, rise, scorecam, shapley_sampling, sscam"),
     "unknown layer": (["explain", FACTORY, "{image}", "--weights", "{weights}", "--layer", "feature.5", "--method", "cam", "--size", "32", "32"], "did you mean"),
     "target out of range": (["explain", "{onnx}", "{image}", "--target", "99", "--method", "cam", "--size", "32", "32"], "out of range"),
     "target not a class": (["explain", "{onnx}", "{image}", "--target", "giraffe", "--method", "cam", "--size", "32", "32"], "class index or a class name"),
