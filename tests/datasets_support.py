@@ -31,3 +31,33 @@ def write_scenes(folder: Path, count: int, seed: int = 0, by_class: bool = True)
 def quiet_ray_environment() -> None:
     """No usage statistics and no dashboard traffic from a test's local Ray."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+
+def dying_build():
+    """The demo CNN whose third forward call in a process SIGKILLs that process, once per test:
+    only while ``VEXPLAIN_TEST_DIE_MARKER`` names a file that does not exist yet (created
+    atomically by the process that dies). Set the variable in Ray workers only."""
+    import signal
+
+    from vexplain.demo.model import DemoCNN
+
+    class Dying(DemoCNN):
+        calls = 0
+
+        def forward(self, x):
+            marker = os.environ.get("VEXPLAIN_TEST_DIE_MARKER")
+            Dying.calls += 1
+            if marker and Dying.calls == 3:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return super().forward(x)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().forward(x)
+
+    return Dying()
+
+
+def sorted_rows(table) -> list[dict]:
+    """A Parquet table's rows sorted by (image, method)."""
+    return sorted(table.to_pylist(), key=lambda row: (row["image"], row["method"]))
