@@ -49,9 +49,10 @@ def run_ray(
     num_actors: int | None = None,
 ) -> int:
     """Explain and commit ``shards`` on Ray; returns the rows written. A Ray already initialised in
-    this process is used as it is; otherwise ``address=None`` starts a local one bound to
-    127.0.0.1 (no dashboard, no usage statistics) and an address joins that cluster; a Ray
-    started here is shut down before returning."""
+    this process is used as it is; otherwise ``address=None`` starts a local one (no dashboard,
+    no usage statistics; Ray 2.60's gRPC servers still listen on every interface, guarded by its
+    token authentication) and an address joins that cluster; a Ray started here is shut down
+    before returning."""
     import ray
 
     if not shards:
@@ -76,7 +77,7 @@ def _init(ray: Any, address: str | None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None], num_actors: int | None) -> int:
