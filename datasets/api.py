@@ -1,6 +1,7 @@
 """``vx.explain_dataset``: explain every image of a data set into a resumable Parquet dataset."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def explain_dataset(
         )
     if engine == "ray" and overlays:
         raise InvalidOption("overlays=True is written by the local engine only; run engine='local' or read the maps from the Parquet rows")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise InvalidOption("engine='ray' needs Ray Data: pip install 'vexplain[ray]' (or run engine='local')")
     adapter = _adapter(model, weights)
     plan = make_plan(method, options, method_options, targets, adapter.metadata, size, mean, std, batch_size, overlays)
     resolved = _source(source, adapter.metadata.get("class_names"))
