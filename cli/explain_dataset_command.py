@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from vexplain.core.errors import InvalidInput, InvalidOption, InvalidTarget
+from vexplain.core.errors import InvalidInput, InvalidOption
 from vexplain.core.progress import progress_bars
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The data-set flags of ``vexplain explain`` (ignored for plain image files unless given)."""
     group = parser.add_argument_group("data sets (MODEL followed by one folder or .csv/.json/.jsonl manifest)")
     group.add_argument("--methods", help="comma-separated methods, all run on every image in one pass (a data-set run; default: --method)")
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--shard-size", type=int, default=64, help="images per committed Parquet shard (default 64)")
 
 
-def wanted(args: argparse.Namespace) -> bool:
+def wants_dataset(args: argparse.Namespace) -> bool:
     """Whether ``args`` ask for a data-set run: one folder or manifest, or a data-set-only flag."""
     from vexplain.datasets.sources import is_dataset_source
 
@@ -31,24 +31,19 @@ def wanted(args: argparse.Namespace) -> bool:
     return len(args.images) == 1 and is_dataset_source(args.images[0])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Explain the data set and print one summary line."""
+def run_dataset(args: argparse.Namespace, options: dict[str, Any], target: int | str | None) -> int:
+    """Explain the data set named by ``args.images`` with ``options`` (already parsed) and
+    ``target`` (None, a class index or ``"label"``), and print one summary line."""
     from vexplain.datasets import explain_dataset
 
-    from .explain_command import parse_options, resolve_target
-
+    if len(args.images) > 1 and any(_is_set(a) for a in args.images):
+        raise InvalidInput("give one folder or manifest, or image files; not a folder or manifest among several arguments")
     source: Any = args.images[0] if len(args.images) == 1 else list(args.images)
     methods = [m.strip() for m in (args.methods or args.method).split(",") if m.strip()]
     if not methods:
         raise InvalidOption(f"--methods takes comma-separated method names (e.g. gradcam,saliency); got {args.methods!r}")
     if args.ray_address is not None and args.engine != "ray":
         raise InvalidOption("--ray-address goes with --engine ray")
-    options = parse_options(args.options)
-    if args.layer is not None:
-        options["layer"] = args.layer
-    target = _target(args.target)
-    if len(args.images) > 1 and any(_is_set(a) for a in args.images):
-        raise InvalidInput("give one folder or manifest, or image files; not a folder or manifest among several arguments")
     with progress_bars(sys.stderr.isatty()):
         done = explain_dataset(
             args.model,
@@ -69,21 +64,10 @@ def run(args: argparse.Namespace) -> int:
             **options,
         )
     print(
-        f"{done.images} images x {len(methods)} method(s): {done.skipped} already done, {done.rows} rows written now "
-        f"in {done.shards} shard(s) ({done.images_per_second:.1f} images/s) -> {done.out}"
+        f"{done.images} images x {len(methods)} method(s): {done.rows} rows in {done.shards} new shard(s), "
+        f"{done.skipped} images already done ({done.images_per_second:.1f} images/s) -> {done.out}"
     )
     return 0
-
-
-def _target(text: str | None) -> int | str | None:
-    """``--target``: a class index, ``label`` (each image's label); class names need the model's
-    metadata, which the data-set API reads itself, so a name is refused with the alternatives."""
-    if text is None or text == "label":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidTarget(f"for a data set --target is a class index or 'label' (each image's label from its class folder or manifest); got {text!r}") from None
 
 
 def _is_set(text: str) -> bool:
