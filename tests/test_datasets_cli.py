@@ -1,6 +1,7 @@
 """``vexplain explain MODEL DIR_OR_MANIFEST --out OUT``: the data-set path of the CLI."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -45,6 +46,8 @@ def test_manifest_with_label_target_and_class_name(folder, tmp_path, capsys):
         (["--methods", "gradcam,nosuch"], "nosuch"),
         (["--option", "windw=3"], "belong to none"),
         (["--target", "-2"], "target"),
+        (["--ray-address", "127.0.0.1:1"], "--engine ray"),
+        (["--shard-size", "0"], "shard_size"),
     ],
 )
 def test_errors_are_one_line_exit_2(folder, tmp_path, capsys, extra, message):
@@ -59,3 +62,11 @@ def test_changed_run_needs_overwrite(folder, tmp_path, capsys):
     assert main(["explain", MODEL, str(folder), "--weights", WEIGHTS, "--out", out, "--method", "gradcam"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["explain", MODEL, str(folder), "--weights", WEIGHTS, "--out", out, "--method", "gradcam", "--overwrite"]) == 0
+
+
+def test_image_files_with_methods_are_a_data_set(folder, tmp_path, capsys):
+    paths = [str(p) for p in sorted(folder.rglob("*.png"))[:2]]
+    assert main(["explain", MODEL, *paths, "--weights", WEIGHTS, "--out", str(tmp_path / "o"), "--methods", "saliency"]) == 0
+    assert "2 images x 1 method(s): 2 rows in 1 new shard(s), 0 images already done" in capsys.readouterr().out
+    root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+    assert pq.read_table(tmp_path / "o").column("image").to_pylist() == [Path(p).relative_to(root).as_posix() for p in paths]
