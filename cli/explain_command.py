@@ -16,6 +16,7 @@ from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
+from .explain_dataset_command import add_dataset_arguments, run_dataset, wants_dataset
 from .model_loading import load_model
 
 
@@ -26,7 +27,7 @@ def add_parser(subcommands: Any) -> None:
         description="Write DIR/<image-stem>.<method>.png (overlay) and DIR/<image-stem>.<method>.npy (raw (H, W) map) per image.",
     )
     parser.add_argument("model", metavar="MODEL", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...), or one folder or .csv/.json manifest (a data set, see below)")
     parser.add_argument("--method", "-m", default="gradcam", help="method name (see `vexplain methods`; default gradcam)")
     parser.add_argument(
         "--target", "-t",
@@ -45,6 +46,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help=f"refuse images with more pixels, read from the header before decoding (default {DEFAULT_MAX_PIXELS:,}); large images are decoded at reduced size when --size or the metadata gives a small input")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
     parser.add_argument("--colormap", default="jet", help="OpenCV colormap name (default jet)")
+    add_dataset_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.layer is not None:
         options["layer"] = args.layer
+    if wants_dataset(args):
+        named = args.target is not None and args.target != "label" and not args.target.lstrip("-").isdigit()
+        names = load_model(args.model, args.weights, args.output).metadata.get("class_names") if named else None
+        return run_dataset(args, options, args.target if args.target == "label" else resolve_target(args.target, names))
     adapter = load_model(args.model, args.weights, args.output)
     meta = adapter.metadata
     size = args.size or meta.get("input_size")

@@ -105,7 +105,7 @@ def test_methods_and_layers(capsys, files):
 BAD_INPUTS = {
     "missing image": (["explain", "{onnx}", "{folder}/nope.png"], "image not found"),
     "corrupt image": (["explain", "{onnx}", "{corrupt}"], "cannot decode"),
-    "directory as image": (["explain", "{onnx}", "{folder}"], "is not a file"),
+    "directory among images": (["explain", "{onnx}", "{image}", "{folder}"], "is not a file"),
     "non-onnx file": (["explain", "{text}", "{image}"], "not a valid ONNX model"),
     "missing model": (["explain", "{folder}/missing.onnx", "{image}"], "model file not found"),
     "pickled full model": (["explain", "{pickled}", "{image}"], "refusing to unpickle"),

@@ -28,11 +28,13 @@ from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notebook import compare
 from vexplain.core.options import Option
 from vexplain import targets
+from vexplain.datasets.api import DatasetRun, explain_dataset
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Attribution",
+    "DatasetRun",
     "Evaluation",
     "EvaluationCase",
     "Explainer",
@@ -59,6 +61,7 @@ __all__ = [
     "compare",
     "evaluate",
     "explain",
+    "explain_dataset",
     "hookimpl",
     "methods",
     "metrics",

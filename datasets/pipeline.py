@@ -1,0 +1,147 @@
+"""The engine-independent steps of a shard: decode → preprocess → explain → rows.
+
+Both engines run exactly these functions on exactly the same shards and batches, so their rows
+agree bit for bit. The output schema (one row per image × method):
+
+=========== ===================== =====================================================
+column      type                  meaning
+=========== ===================== =====================================================
+image       string                the image's path relative to the source root
+label       int64 (null if none)  the source's label
+method      string                the method's name
+target      int64                 the class explained
+score       float32               the model's score for ``target`` on the image
+map         list<float32>         the raw ``(H, W)`` map, row-major
+map_shape   list<int32>           ``[H, W]``: ``np.asarray(map, np.float32).reshape(map_shape)``
+options     string                JSON of ``exp.options`` (every option used, defaults filled)
+warnings    list<string>          ``exp.warnings`` of the call that produced the row
+=========== ===================== =====================================================
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from vexplain.core.api import explain
+from vexplain.core.errors import InvalidInput, InvalidTarget
+from vexplain.core.images import load_image, preprocess
+
+from .plan import Plan, jsonable
+from .sources import Item
+
+COLUMNS = ("image", "label", "method", "target", "score", "map", "map_shape", "options", "warnings")
+
+
+def schema() -> Any:
+    """The ``pyarrow.Schema`` of every shard."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("image", pa.string()),
+        ("label", pa.int64()),
+        ("method", pa.string()),
+        ("target", pa.int64()),
+        ("score", pa.float32()),
+        ("map", pa.list_(pa.float32())),
+        ("map_shape", pa.list_(pa.int32())),
+        ("options", pa.string()),
+        ("warnings", pa.list_(pa.string())),
+    ])
+
+
+@dataclass
+class Decoded:
+    """A shard's images ready for the model: ``inputs`` float32 ``(n, C, H, W)``; ``shown`` the
+    resized uint8 RGB images when overlays are asked for, else None."""
+
+    items: list[Item]
+    inputs: np.ndarray
+    shown: list[np.ndarray] | None
+
+
+def decode(items: Sequence[Item], plan: Plan) -> Decoded:
+    """Read and preprocess ``items``; images of different sizes without ``size`` are an error."""
+    inputs, shown = [], []
+    for item in items:
+        image = load_image(item.path)
+        array = preprocess(image, plan.size, plan.mean, plan.std)
+        if inputs and array.shape != inputs[0].shape:
+            raise InvalidInput(
+                f"image {item.name} is {array.shape[1]}x{array.shape[2]} but {items[0].name} is {inputs[0].shape[1]}x{inputs[0].shape[2]}; give size=(H, W) (--size) or a model with input_size metadata"
+            )
+        inputs.append(array)
+        if plan.overlays:
+            shown.append(_resized(image, array.shape[1:]))
+    return Decoded(list(items), np.stack(inputs), shown if plan.overlays else None)
+
+
+def explain_decoded(model: Any, decoded: Decoded, plan: Plan) -> tuple[dict[str, list[Any]], dict[tuple[str, str], np.ndarray]]:
+    """Every method on the decoded images in batches of ``plan.batch_size``: the rows as columns
+    (ordered by image, then method) and, when overlays are asked for, {(image, method): RGB}."""
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    overlays: dict[tuple[str, str], np.ndarray] = {}
+    targets = _targets(decoded.items, plan)
+    for start in range(0, len(decoded.items), plan.batch_size):
+        stop = min(start + plan.batch_size, len(decoded.items))
+        batch = decoded.inputs[start:stop]
+        wanted = targets if targets is None or isinstance(targets, int) else targets[start:stop]
+        for m, method in enumerate(plan.methods):
+            exp = explain(model, batch, method=method, targets=wanted, **plan.options[method])
+            options = json.dumps(jsonable(exp.options), sort_keys=True)
+            for i in range(stop - start):
+                item = decoded.items[start + i]
+                target = int(exp.targets[i])
+                rows[(start + i, m)] = {
+                    "image": item.name,
+                    "label": item.label,
+                    "method": method,
+                    "target": target,
+                    "score": float(exp.scores[i, target]),
+                    "map": exp.maps[i].reshape(-1),
+                    "map_shape": list(exp.maps[i].shape),
+                    "options": options,
+                    "warnings": list(exp.warnings),
+                }
+            if decoded.shown is not None:
+                pictures = exp.overlay(decoded.shown[start:stop], colormap=plan.colormap, alpha=plan.alpha)
+                for i in range(stop - start):
+                    overlays[(decoded.items[start + i].name, method)] = pictures[i]
+    ordered = [rows[key] for key in sorted(rows)]
+    return {name: [row[name] for row in ordered] for name in COLUMNS}, overlays
+
+
+def to_table(columns: dict[str, list[Any]]) -> Any:
+    """Columns from ``explain_decoded`` as a ``pyarrow.Table`` with :func:`schema`."""
+    import pyarrow as pa
+
+    maps = columns["map"]
+    flat = np.concatenate(maps).astype(np.float32, copy=False) if maps else np.zeros(0, np.float32)
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in maps])]).astype(np.int32)
+    arrays = {name: pa.array(columns[name], type=schema().field(name).type) for name in COLUMNS if name != "map"}
+    arrays["map"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float32()))
+    return pa.table([arrays[name] for name in COLUMNS], schema=schema())
+
+
+def map_of(row: dict[str, Any]) -> np.ndarray:
+    """A row's ``map`` as float32 ``(H, W)``."""
+    return np.asarray(row["map"], dtype=np.float32).reshape(tuple(row["map_shape"]))
+
+
+def _targets(items: Sequence[Item], plan: Plan) -> int | list[int] | None:
+    if plan.target != "label":
+        return plan.target  # type: ignore[return-value]
+    missing = [item.name for item in items if item.label is None]
+    if missing:
+        raise InvalidTarget(f"target='label' but image {missing[0]} has no label; give labels (class sub-folders or a manifest 'label' column) or another target")
+    return [int(item.label) for item in items]  # type: ignore[arg-type]
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if image.shape[:2] == tuple(size):
+        return image
+    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
