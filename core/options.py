@@ -37,6 +37,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+#: the most random draws (samples, coalitions, permutations) a sampling method takes per image:
+#: beyond it a run would take hours on any machine, so it is refused before any work
+MAX_SAMPLES = 100_000
+
 #: the largest finite float32: option values end up in float32 tensors, where larger ones become inf
 FLOAT32_MAX = 3.4028234663852886e38
 #: seeds go to ``torch.Generator.manual_seed`` and ``numpy.random.default_rng``; both take 0 .. 2**63 - 1
@@ -62,9 +66,10 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Coercer:
     return coerce
 
 
-def seed() -> Coercer:
-    """A random seed: an int in 0 .. ``SEED_MAX`` (2**63 - 1), the range numpy and torch both take."""
-    return integer(0, SEED_MAX)
+def seed(maximum: int = SEED_MAX) -> Coercer:
+    """A random seed: an int in 0 .. ``maximum`` (default ``SEED_MAX`` = 2**63 - 1, the range numpy's
+    Generator and torch both take; numpy's legacy RandomState takes 0 .. 2**32 - 1)."""
+    return integer(0, maximum)
 
 
 def number(minimum: float | None = None, above: float | None = None, maximum: float | None = None) -> Coercer:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vexplain.core.errors import InvalidOption
-from vexplain.core.options import Coercer
+from vexplain.core.options import FLOAT32_MAX, Coercer
 
 #: images in the default background of the SHAP family
 BACKGROUND = 16
@@ -27,8 +27,8 @@ def images_or_number(allow_none: bool) -> Coercer:
         if value is None and allow_none:
             return None
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            if not np.isfinite(float(value)):
-                raise ValueError("must be a finite number or an array of images")
+            if not np.isfinite(float(value)) or abs(float(value)) > FLOAT32_MAX:
+                raise ValueError(f"must be a finite number within float32's range (±{FLOAT32_MAX:.4g}) or an array of images")
             return float(value)
         if isinstance(value, (np.ndarray, torch.Tensor)):
             tensor = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value), dtype=torch.float32)

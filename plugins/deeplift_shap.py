@@ -8,7 +8,7 @@ import torch
 from vexplain.core.adapter import RULE_GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer
+from vexplain.core.options import integer, Option, seed
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest
 
@@ -36,7 +36,7 @@ class DeepLiftShap(Explainer):
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017"
     options = {
         "baselines": Option(None, images_or_number(allow_none=True), f"background references: a number, images (M, C, H, W), or None ({BACKGROUND} N(0, 1) noise images)"),
-        "seed": Option(0, integer(0), "seed of the default noise background"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the default noise background"),
         **batch_options("(input, reference) pairs per forward+backward pass"),
         **reduction_options(abs_default=False, reduce_default="sum"),
     }

@@ -9,7 +9,7 @@ import torch
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number
+from vexplain.core.options import MAX_SAMPLES, integer, number, Option, seed
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest
 
@@ -50,10 +50,10 @@ class GradientShap(Explainer):
     summary = "mean over samples of (x + ε − b) ⊙ ∂y_t/∂x(b + α(x + ε − b)), b drawn from a background, α ~ U(0, 1): expected gradients"
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017"
     options = {
-        "samples": Option(50, integer(1), "random (reference, α, noise) draws per image"),
+        "samples": Option(50, integer(1, maximum=MAX_SAMPLES), f"random (reference, α, noise) draws per image (at most {MAX_SAMPLES})"),
         "stdev": Option(0.0, number(minimum=0), "standard deviation of the Gaussian noise added to the input (preprocessed units)"),
         "baselines": Option(None, images_or_number(allow_none=True), f"background references: a number, images (M, C, H, W), or None ({BACKGROUND} N(0, 1) noise images)"),
-        "seed": Option(0, integer(0), "seed of the draws (and of the default background)"),
+        "seed": Option(0, seed(2**32 - 1), "seed (0 .. 2**32 - 1: numpy.random.RandomState, as Captum draws) of the draws (and of the default background)"),
         **batch_options("points per forward+backward pass"),
         **reduction_options(abs_default=False, reduce_default="sum"),
     }

@@ -5,7 +5,7 @@ import torch
 
 from vexplain.core.adapter import ACTIVATIONS
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice, integer
+from vexplain.core.options import MAX_SAMPLES, choice, integer, Option
 from vexplain.core.perturbation import batch_options
 
 from ._masked_scores import mean_gain_weights
@@ -42,7 +42,7 @@ class IsCam(CamExplainer):
     relu_output = True
     options = {
         **CamExplainer.options,
-        "samples": Option(10, integer(1), "integration points s/S along the path to the full mask"),
+        "samples": Option(10, integer(1, maximum=MAX_SAMPLES), f"integration points s/S along the path to the full mask (at most {MAX_SAMPLES})"),
         **batch_options("masked inputs per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }

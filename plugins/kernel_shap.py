@@ -9,7 +9,7 @@ from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer
+from vexplain.core.options import MAX_SAMPLES, integer, Option, seed
 from vexplain.core.targets import TargetRequest
 
 from ._features import CoalitionScorer, feature_options, notes_of, painted, prepared
@@ -61,8 +61,8 @@ class KernelShap(Explainer):
     summary = "weighted linear fit of the scores of random superpixel coalitions, drawn by the Shapley kernel: estimated Shapley values"
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017"
     options = {
-        "samples": Option(512, integer(2), "coalitions (perturbed inputs) per image, the full and empty ones included"),
-        "seed": Option(0, integer(0), "seed of the coalitions"),
+        "samples": Option(512, integer(2, maximum=MAX_SAMPLES), f"coalitions (perturbed inputs) per image, the full and empty ones included (at most {MAX_SAMPLES})"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the coalitions"),
         **feature_options(),
     }
 

@@ -9,7 +9,7 @@ from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
-from vexplain.core.options import Option, integer, number
+from vexplain.core.options import MAX_SAMPLES, integer, number, Option, seed
 from vexplain.core.targets import TargetRequest
 
 from ._features import CoalitionScorer, feature_options, notes_of, painted, prepared
@@ -64,8 +64,8 @@ class Lime(Explainer):
     summary = "lasso fit of the scores of random superpixel coalitions, weighted by closeness to the image: a local linear surrogate"
     paper = "Ribeiro, Singh & Guestrin, \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016"
     options = {
-        "samples": Option(512, integer(1), "random coalitions (perturbed inputs) per image"),
-        "seed": Option(0, integer(0), "seed of the coalitions"),
+        "samples": Option(512, integer(1, maximum=MAX_SAMPLES), f"random coalitions (perturbed inputs) per image (at most {MAX_SAMPLES})"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the coalitions"),
         "kernel_width": Option(1.0, number(above=0), "width of the exponential kernel on the cosine distance"),
         "alpha": Option(0.01, number(minimum=0), "lasso penalty of the surrogate (0: least squares)"),
         **feature_options(),

@@ -8,7 +8,7 @@ import torch
 from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer
+from vexplain.core.options import MAX_SAMPLES, integer, Option, seed
 from vexplain.core.targets import TargetRequest
 
 from ._features import CoalitionScorer, feature_options, notes_of, painted, prepared
@@ -51,8 +51,8 @@ class ShapleySampling(Explainer):
     summary = "mean over random orders of the score change when superpixel f joins the features before it: sampled Shapley values"
     paper = "Castro, Gómez & Tejada, Polynomial calculation of the Shapley value based on sampling, Computers & OR 2009"
     options = {
-        "samples": Option(25, integer(1), "random feature orders (permutations)"),
-        "seed": Option(0, integer(0), "seed of the permutations"),
+        "samples": Option(25, integer(1, maximum=MAX_SAMPLES), f"random feature orders (permutations) (at most {MAX_SAMPLES})"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the permutations"),
         **feature_options(),
     }
 

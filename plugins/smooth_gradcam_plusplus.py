@@ -5,7 +5,7 @@ import torch
 
 from vexplain.core.adapter import ACTIVATION_GRADIENTS
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number
+from vexplain.core.options import MAX_SAMPLES, integer, number, Option, seed
 from vexplain.core.targets import TargetRequest
 
 from .cam_base import CamExplainer, CamStep
@@ -44,9 +44,9 @@ class SmoothGradCamPlusPlus(CamExplainer):
     relu_output = True
     options = {
         **CamExplainer.options,
-        "samples": Option(4, integer(1), "noisy copies of the input"),
+        "samples": Option(4, integer(1, maximum=MAX_SAMPLES), f"noisy copies of the input (at most {MAX_SAMPLES})"),
         "std": Option(0.3, number(minimum=0), "standard deviation of the Gaussian noise added to the input"),
-        "seed": Option(0, integer(0), "seed of the noise"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the noise"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:

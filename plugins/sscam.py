@@ -5,7 +5,7 @@ import torch
 
 from vexplain.core.adapter import ACTIVATIONS
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice, integer, number
+from vexplain.core.options import MAX_SAMPLES, choice, integer, number, Option, seed
 from vexplain.core.perturbation import batch_options
 
 from ._masked_scores import mean_gain_weights
@@ -45,9 +45,9 @@ class SsCam(CamExplainer):
     relu_output = True
     options = {
         **CamExplainer.options,
-        "samples": Option(35, integer(1), "noisy copies of each mask"),
+        "samples": Option(35, integer(1, maximum=MAX_SAMPLES), f"noisy copies of each mask (at most {MAX_SAMPLES})"),
         "std": Option(2.0, number(minimum=0), "standard deviation of the Gaussian noise added to the [0, 1] masks"),
-        "seed": Option(0, integer(0), "seed of the noise"),
+        "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the noise"),
         **batch_options("masked inputs per forward pass"),
         "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
     }

@@ -18,7 +18,7 @@ SHAPE = (3, 16, 16)
 HEADS = ["boxes", "scores", "landmarks"]
 #: methods that score class indices through the classifier's weights refuse callables
 NEEDS_CLASS_INDICES = {"cam"}
-FAST = {"occlusion": {"window": 4, "stride": 4}, "rise": {"masks": 64}}
+FAST = {"lime": {"alpha": 0.0}, "occlusion": {"window": 4, "stride": 4}, "rise": {"masks": 64}}
 GRADIENT_FREE = sorted(m.name for m in vx.methods() if "onnx" in m.backends and m.name not in NEEDS_CLASS_INDICES)
 
 
