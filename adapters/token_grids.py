@@ -72,7 +72,7 @@ def default_token_layer(model: torch.nn.Module, found: dict[str, Any]) -> str | 
     before the final norm), when it ran after every channels-first map; else ``None`` (a CNN's
     last feature map is then the default). When that block has prefix tokens (a class token),
     the score depends on its patch tokens only through the prefix, so their gradients are zero
-    (pytorch-grad-cam #511/#513): the default is then the block's first LayerNorm (its input
+    (pytorch-grad-cam #511/#513): the default is then the last block's first LayerNorm (its input
     normalised, ``blocks[-1].norm1`` in pytorch-grad-cam's ViT example), else the block."""
     modules = dict(model.named_modules())
     names = list(found)
@@ -83,5 +83,10 @@ def default_token_layer(model: torch.nn.Module, found: dict[str, Any]) -> str | 
     block = names[tokens[-1]]
     if not found[block][1]["prefix"]:
         return block
-    inside = [n for n in names if n.startswith(block + ".") and isinstance(modules[n], torch.nn.LayerNorm)]
-    return inside[0] if inside else block
+    inside = [n for n in names[: names.index(block)] if n.startswith(block + ".") and isinstance(modules[n], torch.nn.LayerNorm)]
+    firsts = [n for n in inside if _parent(n) and next(m for m in inside if _parent(m) == _parent(n)) == n]
+    return firsts[-1] if firsts else block
+
+
+def _parent(name: str) -> str:
+    return name.rpartition(".")[0]
