@@ -105,7 +105,7 @@ def token_layout(
     if len(shape) == 4:
         return _layout_4d(shape, input_size, patch_stride, layer, grid)
     if len(shape) != 3:
-        raise InvalidOption(f"layer '{layer}' outputs shape {shape}; CAM methods need a (N, C, h, w) map, (N, h, w, C) channels-last map or (N, T, D) tokens")
+        raise InvalidOption(f"layer '{layer}' outputs shape {shape}; CAM methods need a (N, C, h, w) map, (N, h, w, C) channels-last map or (N, T, D) tokens with more than one position")
     tokens = shape[1]
     if grid is not None:
         chosen = tokens - grid[0] * grid[1] if prefix is None else prefix
