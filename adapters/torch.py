@@ -40,6 +40,7 @@ from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_layers import feature_map_shapes
+from .token_grids import default_token_layer, find_patch_stride, grid_layers
 from .torch_outputs import on_output, producing_linear, select_output
 from .torch_errors import call_error, parameter_dtype
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
@@ -78,6 +79,9 @@ class _Capture:
         self.output: torch.Tensor | None = None
 
     def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):  # a Hugging Face block's (hidden, ...)
+            replaced = self(module, args, output[0])
+            return None if replaced is None else (replaced, *output[1:])
         if not isinstance(output, torch.Tensor):
             return None
         if self.for_grad and output.is_floating_point():
@@ -485,6 +489,18 @@ class TorchAdapter(ModelAdapter):
         shapes = self._feature_maps(sample[:1].to(self.device))
         return {name: shapes[name] for name in self.layers() if name in shapes}
 
+    def patch_stride(self) -> tuple[int, int] | None:
+        return find_patch_stride(self.model) if ACTIVATIONS in self.capabilities else None
+
+    def layer_grids(self, sample: torch.Tensor) -> dict[str, tuple[tuple[int, ...], dict[str, Any]]]:
+        """Token-grid and channels-last layers on ``sample`` (``token_grids.grid_layers``), in ``layers()`` order."""
+        if ACTIVATIONS not in self.capabilities:
+            return {}
+        sample = sample[:1].to(self.device)
+        with eval_mode(self.model), torch.no_grad():
+            found = grid_layers(self.model, lambda: self._call(sample), 1, tuple(sample.shape[2:]))
+        return {name: found[name] for name in self.layers() if name in found and found[name][1]}
+
     def _feature_maps(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
         with eval_mode(self.model), torch.no_grad():
             return feature_map_shapes(self.model, lambda: self._call(sample))
@@ -506,6 +522,11 @@ class TorchAdapter(ModelAdapter):
         return known[key]
 
     def _find_last_spatial(self, sample: torch.Tensor) -> str:
+        with eval_mode(self.model), torch.no_grad():
+            grids = grid_layers(self.model, lambda: self._call(sample), len(sample), tuple(sample.shape[2:]))
+        token_default = default_token_layer(self.model, grids)
+        if token_default is not None:
+            return token_default
         found = list(self._feature_maps(sample))
         if not found:
             raise self._unsupported(DEFAULT_CAM_LAYER, "no layer outputs a 4-D feature map with more than one pixel; pass layer=")

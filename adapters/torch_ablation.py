@@ -33,8 +33,10 @@ class _Replace:
         self.value: torch.Tensor | None = None
         self.fired = False
 
-    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> torch.Tensor:
+    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
         self.fired = True
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):  # a Hugging Face block's (hidden, ...)
+            return (self.value, *output[1:])
         return self.value
 
 

@@ -195,6 +195,15 @@ class ModelAdapter(ABC):
         (usable as ``layer=`` by the CAM family), with their shapes, in ``layers()`` order."""
         return {}
 
+    def layer_grids(self, sample: torch.Tensor) -> dict[str, tuple[tuple[int, ...], dict[str, Any]]]:
+        """Layers whose output on ``sample`` is a token grid or a channels-last map (``core.token_grids``):
+        ``{name: (shape, {"grid", "prefix", "layout"})}``; none unless the backend can tell."""
+        return {}
+
+    def patch_stride(self) -> tuple[int, int] | None:
+        """The stride of the model's patch embedding (to infer token grids), or ``None`` when unknown."""
+        return None
+
     def output_notes(self) -> dict[str, Any]:
         """Which output was explained and how it was scored (e.g. ``output``, ``scores``), for ``exp.options``."""
         return {}

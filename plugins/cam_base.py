@@ -29,6 +29,12 @@ Two smoothing options, shared by the whole family (pytorch-grad-cam's names):
   averages; a constant map becomes zeros), and ``maps``/``layer_maps`` are the mean over the 6.
   The result is in [0, 1], not in the method's raw units. The five augmented copies run as one
   batch of 5·N inputs.
+
+Token-grid layers (``vexplain.core.token_grids``): a layer outputting ``(N, T, D)`` tokens or a
+channels-last ``(N, h, w, C)`` map is read as the ``(N, C, h, w)`` map of its patch grid (prefix
+tokens dropped, for activations and gradients alike); the grid and prefix are inferred from the
+patch embedding's stride and the input size, ``grid=(h, w)`` / ``prefix=k`` override, and
+``exp.options`` records ``grid``, ``prefix`` and ``layout``.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.options import Option, boolean
 from vexplain.core.postprocess import relu, upsample
 from vexplain.core.targets import TargetRequest
+from vexplain.core.token_grids import CHANNELS_FIRST, TokenLayout, grid_option, prefix_option, token_layout
 
 #: aug_smooth's test-time augmentations (horizontal flip, intensity factor), identity first
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, factor) for flip in (False, True) for factor in (1.0, 0.9, 1.1))
@@ -70,6 +77,10 @@ LAYER_OPTION = Option(
 )
 AUG_SMOOTH_OPTION = Option(False, boolean(), "average the min-max scaled maps of the input x 0.9, 1, 1.1, each also flipped horizontally")
 EIGEN_SMOOTH_OPTION = Option(False, boolean(), "layer map = first principal component of the per-channel contributions instead of their sum")
+
+
+GRID_OPTION = Option(None, grid_option, "patch grid (h, w) of a token layer; default inferred from the patch embedding's stride and the input size")
+PREFIX_OPTION = Option(None, prefix_option, "count of prefix tokens (class, distillation, register) before a token layer's patch grid; default the tokens beyond the grid")
 
 
 @dataclass
@@ -124,7 +135,7 @@ class CamExplainer(Explainer):
     relu_output: ClassVar[bool] = False
     #: take each image's activations from a forward pass of that image alone (batching-exact)
     per_image_activations: ClassVar[bool] = False
-    options = {"layer": LAYER_OPTION, "aug_smooth": AUG_SMOOTH_OPTION, "eigen_smooth": EIGEN_SMOOTH_OPTION}
+    options = {"layer": LAYER_OPTION, "grid": GRID_OPTION, "prefix": PREFIX_OPTION, "aug_smooth": AUG_SMOOTH_OPTION, "eigen_smooth": EIGEN_SMOOTH_OPTION}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,10 +213,39 @@ class CamExplainer(Explainer):
             result = adapter.activations(inputs, layer)
             chosen = targets.select(result.scores)
         activations = result.activations.to(inputs.device)
-        if activations.dim() != 4 or activations.shape[2] * activations.shape[3] < 2:
-            raise InvalidOption(f"layer '{layer}' outputs shape {tuple(activations.shape)}; CAM methods need a (N, C, h, w) feature map with more than one position")
-        gradients = None if result.gradients is None else result.gradients.to(inputs.device)
-        return CamStep(adapter, inputs, layer, activations, gradients, result.scores.to(inputs.device), chosen.to(inputs.device), options)
+        layout = token_layout(tuple(activations.shape), tuple(inputs.shape[2:]), adapter.patch_stride(), layer, options.get("grid"), options.get("prefix"))
+        gradients = None if result.gradients is None else layout.to_map(result.gradients.to(inputs.device))
+        native, activations = activations, layout.to_map(activations)
+        if activations.shape[2] * activations.shape[3] < 2:
+            raise InvalidOption(f"layer '{layer}' outputs shape {tuple(native.shape)}; CAM methods need a feature map or token grid with more than one position")
+        step_adapter = adapter if layout.kind == CHANNELS_FIRST else _GridAdapter(adapter, layout, native, inputs)
+        step = CamStep(step_adapter, inputs, layer, activations, gradients, result.scores.to(inputs.device), chosen.to(inputs.device), options)
+        step.notes.update(layout.notes())
+        return step
+
+
+class _GridAdapter:
+    """The adapter seen by a CAM step on a token-grid layer: replacement activations given as
+    ``(M, C, h, w)`` maps go back to the layer's own layout (prefix tokens from the image's own
+    output) before the adapter swaps them in; everything else is the adapter's."""
+
+    def __init__(self, adapter: ModelAdapter, layout: TokenLayout, native: torch.Tensor, inputs: torch.Tensor):
+        self._adapter, self._layout, self._native, self._inputs = adapter, layout, native, inputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    def replaced_scores(self, inputs: torch.Tensor, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != 1:
+            raise InvalidOption(f"a replacement on token-grid layer '{layer}' takes one image at a time, got {len(inputs)}")
+        return self._adapter.replaced_scores(inputs, layer, self._layout.from_map(activations, self._native[self._image(inputs[0])]))
+
+    def _image(self, image: torch.Tensor) -> slice:
+        """The row of the step's inputs equal to ``image`` (equal images have equal prefix tokens)."""
+        for i, row in enumerate(self._inputs):
+            if torch.equal(row, image.to(row.device)):
+                return slice(i, i + 1)
+        raise InvalidOption("a replacement on a token-grid layer must be for one of the explained images")
 
 
 def _augment(tensor: torch.Tensor, flip: bool, factor: float) -> torch.Tensor:

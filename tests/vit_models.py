@@ -1,0 +1,105 @@
+"""Tiny transformers for the ViT tests: Hugging Face ViT, DeiT (distillation token), Swin and
+ConvNeXt from configs (random weights, no download), and a plain-torch ViT with
+``nn.MultiheadAttention``. 32x32 inputs, patch 8 (Swin and ConvNeXt: patch 4). Importing
+``transformers`` imports torchvision, which needs ``gradcam_reference``'s schema fix here.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from gradcam_reference import _import_torchvision
+
+__test__ = False
+
+
+def hf():
+    """The ``transformers`` package, or a skip when it is not installed."""
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed (pip install 'vexplain[transformers]')")
+    _import_torchvision()
+    import transformers
+
+    return transformers
+
+
+def hf_vit(seed: int = 0, layers: int = 2, eager: bool = False) -> nn.Module:
+    T = hf()
+    torch.manual_seed(seed)
+    config = T.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32, num_labels=5)
+    if eager:
+        config._attn_implementation = "eager"
+    return T.ViTForImageClassification(config).eval()
+
+
+def hf_deit(seed: int = 0) -> nn.Module:
+    T = hf()
+    torch.manual_seed(seed)
+    config = T.DeiTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=5)
+    return T.DeiTForImageClassificationWithTeacher(config).eval()
+
+
+def hf_swin(seed: int = 0) -> nn.Module:
+    T = hf()
+    torch.manual_seed(seed)
+    config = T.SwinConfig(image_size=32, patch_size=4, num_channels=3, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4, num_labels=5)
+    return T.SwinForImageClassification(config).eval()
+
+
+def hf_convnext(seed: int = 0) -> nn.Module:
+    T = hf()
+    torch.manual_seed(seed)
+    config = T.ConvNextConfig(num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=5)
+    return T.ConvNextForImageClassification(config).eval()
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + MHA(norm1(x)), then x + MLP(norm2(x))."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class TinyViT(nn.Module):
+    """Conv patch embedding (8x8, stride 8), a class token, position embeddings, two blocks, final
+    norm, a linear head on the class token."""
+
+    def __init__(self, dim: int = 16, heads: int = 2, depth: int = 2, classes: int = 5, patch: int = 8, size: int = 32, conv_patches: bool = True):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Conv2d(3, dim, patch, patch) if conv_patches else nn.Linear(3 * patch * patch, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
+        self.pos = nn.Parameter(torch.randn(1, 1 + (size // patch) ** 2, dim) * 0.5)
+        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.embed, nn.Conv2d):
+            tokens = self.embed(x).flatten(2).transpose(1, 2)
+        else:
+            patches = nn.functional.unfold(x, self.patch, stride=self.patch).transpose(1, 2)
+            tokens = self.embed(patches)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        return self.head(self.norm(self.blocks(tokens))[:, 0])
+
+
+def plain_vit(seed: int = 0, conv_patches: bool = True) -> nn.Module:
+    torch.manual_seed(seed)
+    return TinyViT(conv_patches=conv_patches).eval()
+
+
+def inputs(count: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
