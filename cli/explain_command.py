@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 label = f" '{class_names[column]}'" if class_names and column < len(class_names) else ""
                 what = f"class {column}{label}"
-            print(f"{path.name}: {args.method} for {what} (score {exp.scores[0, column]:.3f}) -> {written[0]}")
+            print(f"{path.name}: {exp.method} for {what} (score {exp.scores[0, column]:.3f}) -> {written[0]}")
             for line in exp.warnings:
                 print(f"vexplain explain: warning: {path.name}: {line}", file=sys.stderr)
     return 0
