@@ -16,7 +16,7 @@ from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
-from .model_loading import load_model
+from .model_loading import add_random_weights_argument, load_model
 
 
 def add_parser(subcommands: Any) -> None:
@@ -38,6 +38,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
     parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
+    add_random_weights_argument(parser)
     parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE", help="method option, repeatable; values are Python literals (window=8, stride=(4,4))")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize images to H W (default: from the model's metadata)")
     parser.add_argument("--mean", type=float, nargs=3, metavar="M", help="per-channel mean for normalisation (default: metadata, else 0)")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.layer is not None:
         options["layer"] = args.layer
-    adapter = load_model(args.model, args.weights, args.output)
+    adapter = load_model(args.model, args.weights, args.output, args.random_weights)
     meta = adapter.metadata
     size = args.size or meta.get("input_size")
     mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)

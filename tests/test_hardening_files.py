@@ -482,7 +482,7 @@ def huge_png(tmp_path_factory) -> Path:
 def test_a_20000_square_png_into_a_64_model_stays_under_500_mb(huge_png, tmp_path):
     assert huge_png.stat().st_size < 3 << 20
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "vexplain.cli.main", "explain", "vexplain.demo.model:build", str(huge_png), "--method", "cam", "--size", "64", "64", "--max-pixels", "400000000", "--out", str(out)]
+    command = [sys.executable, "-m", "vexplain.cli.main", "explain", "vexplain.demo.model:build", str(huge_png), "--random-weights", "--method", "cam", "--size", "64", "64", "--max-pixels", "400000000", "--out", str(out)]
     wrapper = "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
