@@ -45,7 +45,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help=f"refuse images with more pixels, read from the header before decoding (default {DEFAULT_MAX_PIXELS:,}); large images are decoded at reduced size when --size or the metadata gives a small input")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
-    parser.add_argument("--colormap", default="jet", help="OpenCV colormap name (default jet)")
+    parser.add_argument("--colormap", help="colormap: rdbu or an OpenCV name (default: rdbu, centred at zero, for maps with negative values; else jet)")
     parser.set_defaults(run=run)
 
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             inputs = preprocess(image, size, mean, std)[None]
             exp = explain(adapter, inputs, method=args.method, targets=target, **options)
             shown = image if size is None else _resize(image, inputs.shape[2:])
-            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha)
+            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha, colour_bar=True)
             column = int(exp.targets[0])
             if isinstance(target, Target):
                 what = exp.options["targets"]

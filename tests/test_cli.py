@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vexplain.core.colour_scale import COLOUR_BAR_HEIGHT
 from vexplain.cli.main import main
 from vexplain.demo.model import build
 
@@ -65,7 +66,7 @@ def test_explain_writes_overlay_and_raw_map(capsys, files, tmp_path, method):
         raw = np.load(tmp_path / f"{stem}.{method}.npy", allow_pickle=False)
         assert raw.shape == (32, 32) and raw.dtype == np.float32 and np.isfinite(raw).all()
         picture = cv2.imread(str(tmp_path / f"{stem}.{method}.png"))
-        assert picture.shape == (32, 32, 3)
+        assert picture.shape == (32 + COLOUR_BAR_HEIGHT, 32, 3)  # the overlay, then its colour bar
     assert "scene.png" in out and "other.jpg" in out
 
 
