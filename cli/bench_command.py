@@ -20,7 +20,7 @@ from vexplain.core.registry import methods_supported_by
 from .bench_measure import measure
 from .bench_references import LIBRARIES, available, reference_calls
 from .evaluate_run import select
-from .model_loading import load_model
+from .model_loading import add_random_weights_argument, load_model
 
 
 def add_parser(subcommands: Any) -> None:
@@ -36,6 +36,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--model", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights (default: the shipped demo model)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL")
+    add_random_weights_argument(parser)
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size for --model (default: metadata, else 224 224)")
     parser.add_argument("--methods", help="comma-separated methods (default: every registered method the model supports)")
     parser.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default 1,16)")
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
         adapter, model_name = demo_adapter(), "shipped demo CNN"
     else:
-        adapter, model_name = load_model(args.model, args.weights), args.model
+        adapter, model_name = load_model(args.model, args.weights, random_weights=args.random_weights), args.model
     methods = select(args.methods, methods_supported_by(adapter), "methods")
     all_inputs = _inputs(args, adapter, max(batches))
     module = getattr(adapter, "model", None)

@@ -14,7 +14,7 @@ import torch
 from vexplain.core.api import explain, methods
 from vexplain.core.errors import VexplainError
 from vexplain.core.gallery import draw_box, grid, mark_peak
-from vexplain.core.output_files import output_folder, write_png, write_text
+from vexplain.core.output_files import output_folder, write_bytes, write_png, write_text
 from vexplain.core.progress import progress, progress_bars
 
 FIGURE_ROWS = 8
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, np.ndarray] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
+    scenes = write_scenes(out, images)
+    model_files = copy_model(out)
+    print(f"scenes: {len(scenes)} PNGs in {scenes[0].parent} ({scenes[0].name} ...); model: {', '.join(str(p) for p in model_files)}")
     with progress_bars(sys.stderr.isatty()):
         for name in progress(names, total=len(names), description="methods"):
             try:
@@ -100,6 +103,21 @@ def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.
     captions = [[class_names[int(labels[i])]] + ["" for _ in columns] for i in range(rows)]
     figure = grid(tiles, ["input + box"] + list(columns), captions, scale=2)
     write_png(path, figure)
+
+
+def write_scenes(out: Path, images: np.ndarray) -> list[Path]:
+    """The generated scenes as ``OUT/scenes/scene_NN.png`` (RGB, in generation order), for ``vexplain explain``."""
+    digits = max(2, len(str(len(images) - 1)))
+    folder = output_folder(out / "scenes")
+    return [write_png(folder / f"scene_{i:0{digits}d}.png", image) for i, image in enumerate(images)]
+
+
+def copy_model(out: Path) -> list[Path]:
+    """The shipped demo model beside the scenes: ``OUT/demo_cnn.onnx`` (with its metadata),
+    ``OUT/demo_cnn.pt`` (a state_dict for ``vexplain.demo.model:build``) and ``OUT/demo_cnn.json``."""
+    from vexplain.demo.model import ASSETS
+
+    return [write_bytes(out / name, (ASSETS / name).read_bytes()) for name in ("demo_cnn.onnx", "demo_cnn.pt", "demo_cnn.json")]
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from .evaluate_data import TRUTH_FILE, demo_set, folder_set
 from .evaluate_outputs import summary_rows, write_csv, write_json
 from .evaluate_run import RANDOM_BASELINE, check_options, run_all, select, split_options
 from .explain_command import parse_options
-from .model_loading import load_model
+from .model_loading import add_random_weights_argument, load_model
 from .report_html import write_report
 
 DEFAULT_DEMO_IMAGES = 16
@@ -35,6 +35,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--model", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights (default: the shipped demo model)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
+    add_random_weights_argument(parser)
     parser.add_argument("--data", help="a folder of images (default: generated demo scenes)")
     parser.add_argument("--truth", help=f"ground-truth JSON for --data: name -> {{'box': [x0, y0, x1, y1] | 'mask': 'file.png', 'label': class}} (default DATA/{TRUTH_FILE})")
     parser.add_argument("--images", type=int, help=f"number of images (default {DEFAULT_DEMO_IMAGES} generated scenes, or every file of --data)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         adapter, data = demo_set(args.images or DEFAULT_DEMO_IMAGES, args.seed)
         model_name = "shipped demo CNN"
     else:
-        adapter = load_model(args.model, args.weights)
+        adapter = load_model(args.model, args.weights, random_weights=args.random_weights)
         meta = adapter.metadata
         if args.data is None:
             raise InvalidOption("--model needs --data (a folder of images with a ground-truth file)")

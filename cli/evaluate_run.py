@@ -45,9 +45,8 @@ def select(requested: str | None, available: list[str], kind: str) -> list[str]:
     names = [n.strip() for n in requested.split(",") if n.strip()]
     if not names:
         raise InvalidOption(f"--{kind} needs at least one name")
-    for name in names:
-        (REGISTRY.explainer if kind == "methods" else REGISTRY.metric)(name)  # unknown names raise, with a suggestion
-    return names
+    # unknown names raise, with a suggestion; an alias becomes the name it stands for
+    return [(REGISTRY.explainer if kind == "methods" else REGISTRY.metric)(name).name for name in names]
 
 
 def split_options(options: dict[str, Any], methods: list[str], metrics: list[str]) -> tuple[dict, dict]:

@@ -17,7 +17,7 @@ from vexplain.core.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
 from .explain_dataset_command import add_dataset_arguments, run_dataset, wants_dataset
-from .model_loading import load_model
+from .model_loading import add_random_weights_argument, load_model
 
 
 def add_parser(subcommands: Any) -> None:
@@ -39,13 +39,14 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--layer", "-l", help="layer for CAM-style methods (see `vexplain layers MODEL`)")
     parser.add_argument("--out", "-o", default="vexplain-out", help="output folder (default vexplain-out)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
+    add_random_weights_argument(parser)
     parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE", help="method option, repeatable; values are Python literals (window=8, stride=(4,4))")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize images to H W (default: from the model's metadata)")
     parser.add_argument("--mean", type=float, nargs=3, metavar="M", help="per-channel mean for normalisation (default: metadata, else 0)")
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help=f"refuse images with more pixels, read from the header before decoding (default {DEFAULT_MAX_PIXELS:,}); large images are decoded at reduced size when --size or the metadata gives a small input")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
-    parser.add_argument("--colormap", default="jet", help="OpenCV colormap name (default jet)")
+    parser.add_argument("--colormap", help="colormap: rdbu or an OpenCV name (default: rdbu, centred at zero, for maps with negative values; else jet)")
     add_dataset_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -73,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
         options["layer"] = args.layer
     if wants_dataset(args):
         named = args.target is not None and args.target != "label" and not args.target.lstrip("-").isdigit()
-        names = load_model(args.model, args.weights, args.output).metadata.get("class_names") if named else None
+        names = load_model(args.model, args.weights, args.output, args.random_weights).metadata.get("class_names") if named else None
         return run_dataset(args, options, args.target if args.target == "label" else resolve_target(args.target, names))
-    adapter = load_model(args.model, args.weights, args.output)
+    adapter = load_model(args.model, args.weights, args.output, args.random_weights)
     meta = adapter.metadata
     size = args.size or meta.get("input_size")
     mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)
@@ -89,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
             inputs = preprocess(image, size, mean, std)[None]
             exp = explain(adapter, inputs, method=args.method, targets=target, **options)
             shown = image if size is None else _resize(image, inputs.shape[2:])
-            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha)
+            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha, colour_bar=True)
             column = int(exp.targets[0])
             if isinstance(target, Target):
                 what = exp.options["targets"]
             else:
                 label = f" '{class_names[column]}'" if class_names and column < len(class_names) else ""
                 what = f"class {column}{label}"
-            print(f"{path.name}: {args.method} for {what} (score {exp.scores[0, column]:.3f}) -> {written[0]}")
+            print(f"{path.name}: {exp.method} for {what} (score {exp.scores[0, column]:.3f}) -> {written[0]}")
             for line in exp.warnings:
                 print(f"vexplain explain: warning: {path.name}: {line}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ import torch
 
 from vexplain.core.errors import UnsupportedCapability
 
-from .model_loading import load_model
+from .model_loading import add_random_weights_argument, load_model
 
 
 def add_parser(subcommands: Any) -> None:
@@ -19,13 +19,14 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL")
+    add_random_weights_argument(parser)
     parser.add_argument("--output", help="the explained output (name or index), for models with several: the default layer is the one feeding its classifier")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size used to trace shapes (default: metadata, else 224 224)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    adapter = load_model(args.model, args.weights, args.output)
+    adapter = load_model(args.model, args.weights, args.output, args.random_weights)
     size = args.size or adapter.metadata.get("input_size") or (224, 224)
     sample = torch.zeros((1, adapter.input_channels or 3, *size))
     try:

@@ -9,18 +9,18 @@ from vexplain.core.api import methods, plugin_failures
 
 
 def add_parser(subcommands: Any) -> None:
-    parser = subcommands.add_parser("methods", help="list registered methods", description="List the registered explanation methods: name, required capabilities, plugin, and the backends each works on.")
+    parser = subcommands.add_parser("methods", help="list registered methods", description="List the registered explanation methods: name, aliases (names are also matched ignoring case, '-' and '_'), required capabilities, plugin, and the backends each works on.")
     parser.add_argument("--long", action="store_true", help="also show each method's definition and options")
     parser.set_defaults(run=run)
 
 
-def method_rows() -> list[tuple[str, str, str, str]]:
-    """(name, requires, plugin, works-on) for each registered method."""
-    return [(m.name, ", ".join(m.requires), m.plugin, " / ".join(m.backends) or "-") for m in methods()]
+def method_rows() -> list[tuple[str, str, str, str, str]]:
+    """(name, aliases, requires, plugin, works-on) for each registered method."""
+    return [(m.name, ", ".join(m.aliases) or "-", ", ".join(m.requires), m.plugin, " / ".join(m.backends) or "-") for m in methods()]
 
 
 def run(args: argparse.Namespace) -> int:
-    header = ("method", "requires", "plugin", "works on")
+    header = ("method", "aliases", "requires", "plugin", "works on")
     rows = [header] + method_rows()
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:

@@ -15,6 +15,7 @@ from vexplain.core.output_files import write_text
 
 from .evaluate_data import DataSet
 from .evaluate_run import MethodRun
+from .report_stats import axis_labels, best_rows, noise_notes
 from .svg_plot import line_plot
 
 STYLE = """
@@ -50,25 +51,14 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
-def _table(header: list[str], rows: list[list[str]], best: dict[int, int] | None = None) -> str:
+def _table(header: list[str], rows: list[list[str]], best: dict[int, set[int]] | None = None) -> str:
     best = best or {}
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = []
     for r, row in enumerate(rows):
-        cells = "".join(f'<td{" class=best" if best.get(c) == r else ""}>{escape(v)}</td>' for c, v in enumerate(row))
+        cells = "".join(f'<td{" class=best" if r in best.get(c, ()) else ""}>{escape(v)}</td>' for c, v in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _best_rows(runs: list[MethodRun], metrics: list[MetricInfo]) -> dict[int, int]:
-    """Column → row index of the best method (headline mean) for each metric column."""
-    best = {}
-    for c, metric in enumerate(metrics, start=1):
-        scored = [(r, run.evaluations[metric.name].summary()[metric.headline]) for r, run in enumerate(runs) if metric.name in run.evaluations]
-        if scored:
-            pick = max if metric.higher_is_better else min
-            best[c] = pick(scored, key=lambda item: item[1])[0]
-    return best
 
 
 def _metric_section(metric: MetricInfo, runs: list[MethodRun]) -> str:
@@ -90,7 +80,8 @@ def _metric_section(metric: MetricInfo, runs: list[MethodRun]) -> str:
             name: ((x if numeric else list(range(len(x)))), ev.curves[curve].mean(axis=0).tolist())
             for name, ev in evaluated if curve in ev.curves
         }
-        plots.append(line_plot(series, f"{curve} (mean over images)", "fraction of pixels" if numeric else "layers randomised, from the output", "value", tick_labels=None if numeric else [str(v) for v in x]))
+        x_label, y_label = axis_labels(curve, numeric)
+        plots.append(line_plot(series, f"{curve} (mean over images)", x_label, y_label, tick_labels=None if numeric else [str(v) for v in x]))
     if plots:
         parts.append(f"<div class=plots>{''.join(plots)}</div>")
     return "".join(parts)
@@ -124,12 +115,15 @@ def write_report(
     failures += [f"{run.name} × {metric}: failed: {reason}" for run in runs for metric, reason in run.failures.items()]
     failures += [f"{run.name} × {metric}: not applicable: {reason}" for run in runs for metric, reason in run.not_applicable.items()]
     notes = "".join(f"<li>{escape(f)}</li>" for f in failures)
+    noise = "".join(f"<li>{escape(line)}</li>" for line in noise_notes(runs, metrics))
     body = [
         "<h1>vexplain evaluation</h1>",
         f"<p>model <b>{escape(model)}</b> on {len(data.names)} images of {escape(data.name)}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. ↑ higher is better, ↓ lower is better; "
-        "best method per column highlighted; rows in parentheses are baselines reported by a metric.</p>",
-        _table(header, rows, _best_rows(runs, metrics)),
+        "the best method per column highlighted, tied methods alike (equal to the 3 decimals shown); "
+        "rows in parentheses are baselines reported by a metric.</p>",
+        _table(header, rows, best_rows(runs, metrics)),
+        f"<div class=noise><p class=note>Within noise of the random baseline:</p><ul>{noise}</ul></div>" if noise else "",
         f"<details><summary>not computed ({len(failures)})</summary><ul>{notes}</ul></details>" if failures else "",
         *(_metric_section(metric, runs) for metric in metrics),
         _gallery(runs, metrics, data, class_names),

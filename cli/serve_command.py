@@ -6,6 +6,8 @@ from typing import Any
 
 from vexplain.core.errors import InvalidOption
 
+from .model_loading import add_random_weights_argument
+
 
 def add_parser(subcommands: Any) -> None:
     parser = subcommands.add_parser(
@@ -19,6 +21,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("model", metavar="MODEL", nargs="?", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights (default: the shipped demo model)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
+    add_random_weights_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", "-p", type=int, default=8000, help="port (default 8000; 0: any free port)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize uploads to H W (default: from the model's metadata)")
@@ -62,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _viewer_model(args: argparse.Namespace, viewer_model: Any) -> Any:
     if args.model is None:
-        if args.weights:
-            raise InvalidOption("--weights needs a MODEL (pkg.module:factory); without MODEL the shipped demo model is served")
+        if args.weights or args.random_weights:
+            given = "--weights" if args.weights else "--random-weights"
+            raise InvalidOption(f"{given} needs a MODEL (pkg.module:factory); without MODEL the shipped demo model is served")
         from vexplain.demo.model import demo_adapter
 
         return viewer_model.from_adapter(demo_adapter(), "demo_cnn (shipped demo model)", args.size, args.mean, args.std)
     from .model_loading import load_model
 
-    return viewer_model.from_adapter(load_model(args.model, args.weights), args.model, args.size, args.mean, args.std)
+    return viewer_model.from_adapter(load_model(args.model, args.weights, random_weights=args.random_weights), args.model, args.size, args.mean, args.std)

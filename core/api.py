@@ -62,6 +62,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     """
     started = time.perf_counter()
     entry = REGISTRY.explainer(method)
+    method = entry.name  # an alias or another spelling names the method it stands for
     explainer_class = entry.obj
     adapter = adapt(model)
     adapter.require(explainer_class.requires, f"method '{method}'")
@@ -109,6 +110,7 @@ class MethodInfo:
     paper: str
     options: dict[str, Any]
     backends: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
 
 
 def methods() -> list[MethodInfo]:
@@ -129,6 +131,7 @@ def methods() -> list[MethodInfo]:
                 paper=cls.paper,
                 options={k: o.default for k, o in cls.options.items()},
                 backends=backends,
+                aliases=tuple(cls.aliases),
             )
         )
     return listed

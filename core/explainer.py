@@ -36,6 +36,7 @@ class Explainer:
     """
 
     name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names users type (matched ignoring case, '-', '_', spaces)
     requires: ClassVar[tuple[str, ...]] = ("forward",)
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""

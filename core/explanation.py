@@ -9,7 +9,8 @@ import numpy as np
 
 from .errors import InvalidOption
 from .output_files import output_folder, write_npy, write_png
-from .postprocess import as_rgb_uint8, colorize, normalize
+from .colour_scale import heatmap, with_colour_bar
+from .postprocess import as_rgb_uint8, normalize
 
 
 @dataclass
@@ -67,12 +68,21 @@ class Explanation:
         """Maps scaled per image: ``minmax`` to [0, 1], ``max`` by max |m| keeping signs, ``none`` as is."""
         return normalize(self.maps, mode)
 
-    def heatmaps(self, colormap: str = "jet") -> np.ndarray:
-        """Min-max normalised maps coloured with an OpenCV colormap, uint8 ``(N, H, W, 3)`` RGB."""
-        return np.stack([colorize(m, colormap) for m in self.normalized("minmax")])
+    def heatmaps(self, colormap: str | None = None, signed: bool | None = None) -> np.ndarray:
+        """The maps coloured, uint8 ``(N, H, W, 3)`` RGB, each map on its own scale.
 
-    def overlay(self, images: np.ndarray | Sequence[np.ndarray], colormap: str = "jet", alpha: float = 0.5) -> np.ndarray:
-        """Heat maps blended over ``images`` (``(N, H, W, 3)`` RGB, uint8 or float in [0, 1]).
+        ``signed=None`` decides per map from its values (any negative value: signed); a signed
+        map is scaled by max|m| with zero at the colormap's centre, an unsigned one min-max.
+        ``colormap=None``: ``rdbu`` (diverging) for signed maps, ``jet`` for unsigned ones; any
+        OpenCV colormap name is accepted too (``core/colour_scale.py``).
+        """
+        return np.stack([heatmap(m, colormap, signed) for m in self.maps])
+
+    def overlay(
+        self, images: np.ndarray | Sequence[np.ndarray], colormap: str | None = None, alpha: float = 0.5, signed: bool | None = None
+    ) -> np.ndarray:
+        """Heat maps (``heatmaps(colormap, signed)``) blended over ``images`` (``(N, H, W, 3)`` RGB,
+        uint8 or float in [0, 1]).
 
         Result: uint8 ``(N, H, W, 3)`` RGB, ``alpha * heatmap + (1 - alpha) * image``. Images of
         another size are resized to the maps' size.
@@ -86,7 +96,7 @@ class Explanation:
             raise InvalidOption(f"overlay got {len(images)} images for {len(self)} maps; give one image per map")
         height, width = self.maps.shape[1:]
         blended = []
-        for image, heat in zip(images, self.heatmaps(colormap)):
+        for image, heat in zip(images, self.heatmaps(colormap, signed)):
             rgb = as_rgb_uint8(image)
             if rgb.shape[:2] != (height, width):
                 rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -99,11 +109,17 @@ class Explanation:
         folder: str | Path,
         stem: str | Sequence[str],
         images: np.ndarray | Sequence[np.ndarray] | None = None,
-        colormap: str = "jet",
+        colormap: str | None = None,
         alpha: float = 0.5,
+        signed: bool | None = None,
+        colour_bar: bool = False,
     ) -> list[Path]:
         """Write ``<stem>.<method>.png`` (overlay, or the heat map without images) and
         ``<stem>.<method>.npy`` (the raw ``(H, W)`` map) per input; returns the paths written.
+
+        ``colormap``/``signed`` as in ``heatmaps``. ``colour_bar=True`` adds a strip of
+        ``core.colour_scale.COLOUR_BAR_HEIGHT`` rows below each PNG: the colormap labelled with
+        the values its ends stand for.
 
         ``stem`` is one name per input, or one name that gets ``_<i>`` appended when N > 1.
         Files are written through a temporary file and a rename (``core.output_files``): a symlink
@@ -115,9 +131,11 @@ class Explanation:
             stems = [f"{stems[0]}_{i}" for i in range(len(self))]
         if len(stems) != len(self):
             raise InvalidOption(f"save got {len(stems)} stems for {len(self)} maps; give one stem per map")
-        pictures = self.heatmaps(colormap) if images is None else self.overlay(images, colormap, alpha)
+        pictures = self.heatmaps(colormap, signed) if images is None else self.overlay(images, colormap, alpha, signed)
         written = []
         for name, picture, raw in zip(stems, pictures, self.maps):
+            if colour_bar:
+                picture = with_colour_bar(picture, raw, colormap, signed)
             png = folder / f"{name}.{self.method}.png"
             npy = folder / f"{name}.{self.method}.npy"
             write_png(png, picture)

@@ -30,6 +30,14 @@ BUILTIN_PACKAGES: tuple[str, ...] = ("vexplain.adapters", "vexplain.plugins")
 ENTRY_POINT_GROUP = "vexplain"
 DISABLE_VARIABLE = "VEXPLAIN_DISABLE_PLUGINS"
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_+\- ]*$")
+
+
+def name_key(text: str) -> str:
+    """The form a method name or alias is matched in: case-folded, with ``-``, ``_`` and spaces
+    dropped (``Grad-CAM``, ``grad_cam`` and ``gradcam`` are one key; ``+`` is kept, so
+    ``gradcam++`` is not ``gradcam``)."""
+    return re.sub(r"[-_ ]", "", text.casefold())
 
 
 def builtin_module_names() -> tuple[str, ...]:
@@ -79,6 +87,7 @@ class Registry:
         self._lock = threading.RLock()
         self._manager: pluggy.PluginManager | None = None
         self._explainers: dict[str, Registered] | None = None
+        self._method_keys: dict[str, tuple[str, str]] | None = None  # name_key → (method name, what was declared)
         self._adapters: dict[str, Registered] | None = None
         self._metrics: dict[str, Registered] | None = None
         self._targets: dict[str, Registered] | None = None
@@ -166,6 +175,7 @@ class Registry:
 
     def _invalidate(self) -> None:
         self._explainers = None
+        self._method_keys = None
         self._adapters = None
         self._metrics = None
         self._targets = None
@@ -197,8 +207,17 @@ class Registry:
     def explainers(self) -> dict[str, Registered]:
         with self._lock:
             if self._explainers is None:
-                self._explainers = self._collect("register_explainers", "method", _validate_explainer)
+                table = self._collect("register_explainers", "method", _validate_explainer)
+                self._method_keys = _method_keys(table)
+                self._explainers = table
             return self._explainers
+
+    def method_keys(self) -> dict[str, tuple[str, str]]:
+        """``name_key(name or alias)`` → (method name, the name or alias as declared), for every method."""
+        with self._lock:
+            self.explainers()
+            assert self._method_keys is not None
+            return self._method_keys
 
     def adapters(self) -> dict[str, Registered]:
         with self._lock:
@@ -239,11 +258,43 @@ class Registry:
         return table[name]
 
     def explainer(self, name: str) -> Registered:
+        """The method called ``name``: its registered name or one of its aliases, in any case, with
+        ``-``/``_``/spaces ignored (``GradCAM``, ``grad-cam``, ``gradcam++``, ``ig``). An unknown name
+        raises ``UnknownMethod`` with suggestions drawn from names and aliases."""
         table = self.explainers()
-        if not isinstance(name, str) or name not in table:
-            hint = did_you_mean(str(name), table) or ""
-            raise UnknownMethod(f"unknown method {name!r}{hint} (registered: {', '.join(sorted(table))})")
-        return table[name]
+        if isinstance(name, str) and name in table:
+            return table[name]
+        keys = self.method_keys()
+        found = keys.get(name_key(name)) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownMethod(f"unknown method {name!r}{_method_hint(str(name), keys)} (registered: {', '.join(sorted(table))})")
+        return table[found[0]]
+
+
+def _method_keys(table: Mapping[str, Registered]) -> dict[str, tuple[str, str]]:
+    """The lookup table of names and aliases; two methods claiming one key raise like duplicate names."""
+    keys: dict[str, tuple[str, str]] = {}
+    for name, entry in table.items():
+        for declared in (name, *entry.obj.aliases):
+            key = name_key(declared)
+            owner = keys.get(key)
+            if owner is not None and owner[0] != name:
+                raise PluginError(
+                    f"method alias '{declared}' of '{name}' (plugin '{entry.plugin}') clashes with "
+                    f"'{owner[1]}' of '{owner[0]}' (plugin '{table[owner[0]].plugin}'); "
+                    f"rename one or disable a plugin with {DISABLE_VARIABLE}"
+                )
+            keys.setdefault(key, (name, declared))
+    return keys
+
+
+def _method_hint(text: str, keys: Mapping[str, tuple[str, str]]) -> str:
+    """' did you mean: ...' naming the methods whose names or aliases are close to ``text``."""
+    import difflib
+
+    close = difflib.get_close_matches(name_key(text), list(keys), n=6, cutoff=0.5)
+    names = list(dict.fromkeys(keys[key][0] for key in close))[:3]
+    return f"; did you mean: {', '.join(names)}?" if names else ""
 
 
 def _disabled() -> list[str]:
@@ -299,7 +350,18 @@ def _validate_declared(obj: object, plugin: str, base: type, kind: str, entry: s
 def _validate_explainer(obj: object, plugin: str) -> str:
     from .explainer import Explainer
 
-    return _validate_declared(obj, plugin, Explainer, "method", "attribute")
+    name = _validate_declared(obj, plugin, Explainer, "method", "attribute")
+    aliases = obj.aliases
+    if (
+        isinstance(aliases, (str, bytes))
+        or not isinstance(aliases, (tuple, list))
+        or not all(isinstance(a, str) and _ALIAS_PATTERN.match(a) for a in aliases)
+    ):
+        raise PluginError(
+            f"method '{name}' from plugin '{plugin}': aliases must be a tuple of names (letters, digits, "
+            f"'_', '-', '+', spaces; starting with a letter); got {aliases!r}"
+        )
+    return name
 
 
 def _validate_metric(obj: object, plugin: str) -> str:

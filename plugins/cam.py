@@ -16,6 +16,7 @@ class Cam(CamExplainer):
     is constant over the image). Needs a conv → global average pooling → linear head."""
 
     name = "cam"
+    aliases = ('class_activation_map',)
     requires = (ACTIVATIONS, CLASSIFIER_WEIGHTS)
     summary = "Σ_k w_{t,k} A_k: last conv feature maps weighted by the classifier's weights for the class"
     paper = "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016"

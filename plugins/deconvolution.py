@@ -23,6 +23,7 @@ class Deconvolution(Explainer):
     """
 
     name = "deconvolution"
+    aliases = ('deconvnet',)
     requires = (RULE_GRADIENTS,)
     summary = "max over channels of |backward pass of y_t with each ReLU's backward = max(grad, 0)|: the deconvnet's reconstruction"
     paper = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"

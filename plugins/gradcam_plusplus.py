@@ -23,6 +23,7 @@ class GradCamPlusPlus(CamExplainer):
     """
 
     name = "gradcam_plusplus"
+    aliases = ('gradcam++',)
     requires = (ACTIVATION_GRADIENTS,)
     summary = "ReLU(Σ_k w_k A_k), w_k = Σ_ij α_k,ij ReLU(∂y_t/∂A_k,ij) with α from second and third powers of the gradient"
     paper = "Chattopadhay et al., Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep Convolutional Networks, WACV 2018"

@@ -24,6 +24,7 @@ class GuidedBackprop(Explainer):
     """
 
     name = "guided_backprop"
+    aliases = ('guided_backpropagation', 'gbp')
     requires = (GUIDED_GRADIENTS,)
     summary = "max over channels of |guided ∂y_t/∂x|: the gradient with negative gradients stopped at every ReLU"
     paper = "Springenberg et al., Striving for Simplicity: The All Convolutional Net, ICLR Workshop 2015"

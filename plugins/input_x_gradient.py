@@ -21,6 +21,7 @@ class InputXGradient(Explainer):
     """
 
     name = "input_x_gradient"
+    aliases = ('gradient_x_input',)
     requires = (GRADIENTS,)
     summary = "Σ_c x ⊙ ∂y_t/∂x: each pixel's value times the gradient, summed over channels"
     paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, arXiv 2016"

@@ -73,6 +73,7 @@ class IntegratedGradients(Explainer):
     """
 
     name = "integrated_gradients"
+    aliases = ('ig',)
     requires = (GRADIENTS,)
     summary = "Σ_c (x − b) ⊙ ∫₀¹ ∂y_t/∂x(b + α(x − b)) dα: gradients integrated along the path from a baseline"
     paper = "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017"

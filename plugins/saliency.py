@@ -21,6 +21,7 @@ class Saliency(Explainer):
     """
 
     name = "saliency"
+    aliases = ('vanilla_gradient',)
     requires = (GRADIENTS,)
     summary = "max over channels of |∂y_t/∂x|: how strongly each pixel's change moves the class score"
     paper = "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, ICLR Workshop 2014"

@@ -47,6 +47,7 @@ class ShapleySampling(Explainer):
     """
 
     name = "shapley_sampling"
+    aliases = ('shapley_value_sampling',)
     requires = (FORWARD,)
     summary = "mean over random orders of the score change when superpixel f joins the features before it: sampled Shapley values"
     paper = "Castro, Gómez & Tejada, Polynomial calculation of the Shapley value based on sampling, Computers & OR 2009"

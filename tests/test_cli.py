@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vexplain.core.colour_scale import COLOUR_BAR_HEIGHT
 from vexplain.cli.main import main
 from vexplain.demo.model import build
 
@@ -65,7 +66,7 @@ def test_explain_writes_overlay_and_raw_map(capsys, files, tmp_path, method):
         raw = np.load(tmp_path / f"{stem}.{method}.npy", allow_pickle=False)
         assert raw.shape == (32, 32) and raw.dtype == np.float32 and np.isfinite(raw).all()
         picture = cv2.imread(str(tmp_path / f"{stem}.{method}.png"))
-        assert picture.shape == (32, 32, 3)
+        assert picture.shape == (32 + COLOUR_BAR_HEIGHT, 32, 3)  # the overlay, then its colour bar
     assert "scene.png" in out and "other.jpg" in out
 
 
@@ -111,7 +112,10 @@ BAD_INPUTS = {
     "pickled full model": (["explain", "{pickled}", "{image}"], "refusing to unpickle"),
     "pickle as weights": (["explain", FACTORY, "{image}", "--weights", "{pickle}"], "refusing to unpickle"),
     "state dict as model": (["explain", "{weights}", "{image}"], "state_dict"),
-    "bad factory": (["explain", "vexplain.nothing_here:build", "{image}"], "cannot import"),
+    "bad factory": (["explain", "vexplain.nothing_here:build", "{image}", "--random-weights"], "cannot import"),
+    "factory without weights": (["explain", FACTORY, "{image}"], "pass --weights state_dict.pt, or --random-weights"),
+    "weights and random weights": (["explain", FACTORY, "{image}", "--weights", "{weights}", "--random-weights"], "not both"),
+    "random weights on a file": (["explain", "{onnx}", "{image}", "--random-weights"], "pkg.module:factory MODEL only"),
     "unknown method": (["explain", "{onnx}", "{image}", "--method", "gradcm", "--size", "32", "32"], "did you mean: gradcam"),
     "unsupported on onnx": (["explain", "{onnx}", "{image}", "--method", "saliency", "--size", "32", "32"], "methods that work on this model: ablationcam, cam, eigencam, feature_ablation, iscam, kernel_shap, kpcacam, lime, occlusion, rise, scorecam, shapley_sampling, sscam"),
     "unknown layer": (["explain", FACTORY, "{image}", "--weights", "{weights}", "--layer", "feature.5", "--method", "cam", "--size", "32", "32"], "did you mean"),

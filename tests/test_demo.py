@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 
 from vexplain.cli.main import main
@@ -32,6 +33,14 @@ def test_shipped_assets_agree_with_each_other():
 def test_demo_points_inside_the_box(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--scenes", "16"]) == 0
     out = capsys.readouterr().out
+    scenes = sorted((tmp_path / "scenes").glob("*.png"))  # written as PNGs for `vexplain explain`, and said where
+    assert [p.name for p in scenes] == [f"scene_{i:02d}.png" for i in range(16)] and f"scenes: 16 PNGs in {tmp_path / 'scenes'}" in out
+    from vexplain.demo.scenes import generate_dataset
+
+    first = cv2.cvtColor(cv2.imread(str(scenes[0])), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(first, generate_dataset(16, seed=2026, size=first.shape[0])[0][0])
+    for name in ("demo_cnn.onnx", "demo_cnn.pt", "demo_cnn.json"):
+        assert (tmp_path / name).read_bytes() == (ASSETS / name).read_bytes()
     results = json.loads((tmp_path / "demo_results.json").read_text())
     for method in ("cam", "gradcam", "occlusion"):
         entry = results["methods"][method]

@@ -47,6 +47,8 @@ def test_writes_table_csv_json_and_report(demo_run):
     assert lines[0] == "| method | deletion auc ↓ | insertion auc ↑ | pointing_game hit ↑ | road gap ↑ | randomization spearman_abs ↓ | explain s |"
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["cam", "saliency", RANDOM_BASELINE, "(pointing_game baseline_hit)"]
     assert (demo_run / "report.html").stat().st_size > 10_000
+    report = (demo_run / "report.html").read_text()
+    assert "target probability (0 to 1)" in report and "fraction of pixels changed (0 to 1)" in report and ">value<" not in report
     with (demo_run / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     document = json.loads((demo_run / "results.json").read_text())

@@ -19,6 +19,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from vexplain.core.colour_scale import COLOUR_BAR_HEIGHT
 import vexplain as vx
 from vexplain.cli.main import main
 from vexplain.core.errors import ImageLoadError, InvalidInput, ModelLoadError
@@ -482,7 +483,7 @@ def huge_png(tmp_path_factory) -> Path:
 def test_a_20000_square_png_into_a_64_model_stays_under_500_mb(huge_png, tmp_path):
     assert huge_png.stat().st_size < 3 << 20
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "vexplain.cli.main", "explain", "vexplain.demo.model:build", str(huge_png), "--method", "cam", "--size", "64", "64", "--max-pixels", "400000000", "--out", str(out)]
+    command = [sys.executable, "-m", "vexplain.cli.main", "explain", "vexplain.demo.model:build", str(huge_png), "--random-weights", "--method", "cam", "--size", "64", "64", "--max-pixels", "400000000", "--out", str(out)]
     wrapper = "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
@@ -490,7 +491,7 @@ def test_a_20000_square_png_into_a_64_model_stays_under_500_mb(huge_png, tmp_pat
     assert peak_mb < 500, peak_mb
     assert np.load(out / "huge.cam.npy").shape == (64, 64)
     picture = cv2.imread(str(out / "huge.cam.png"))
-    assert picture.shape == (64, 64, 3)
+    assert picture.shape == (64 + COLOUR_BAR_HEIGHT, 64, 3)  # the overlay, then its colour bar
 
 
 # ---------------------------------------------------------------- ground-truth files of evaluate

@@ -358,7 +358,7 @@ def nan_scores() -> NaNScores:
 @pytest.mark.parametrize("method", ["saliency", "occlusion", "gradcam"])
 def test_cli_non_finite_scores_are_a_one_line_error(capsys, cli_files, tmp_path, method):
     code, _, err = _cli(
-        capsys, "explain", "test_hardening_numerics:nan_scores", cli_files["image"], "--size", 32, 32, "--method", method, "--out", tmp_path,
+        capsys, "explain", "test_hardening_numerics:nan_scores", cli_files["image"], "--random-weights", "--size", 32, 32, "--method", method, "--out", tmp_path,
     )
     assert code == 2 and err.strip().count("\n") == 0
     assert err.startswith("vexplain explain: error: the model's scores are NaN or infinite for input 0")

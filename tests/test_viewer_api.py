@@ -146,7 +146,7 @@ def test_explain_equals_the_library(api, model, method, fields):
     assert raw.dtype == np.float32 and raw.shape == (64, 64) and body["shape"] == [64, 64]
     assert np.array_equal(raw, exp.maps[0])
     assert body["min"] == pytest.approx(float(exp.maps[0].min()), abs=0) and body["max"] == float(exp.maps[0].max())
-    assert np.array_equal(decode_png(body["overlay_png"]), exp.overlay([image], colormap="viridis", alpha=0.3)[0])
+    assert np.array_equal(decode_png(body["overlay_png"]), exp.overlay([image], colormap="viridis", alpha=0.3, signed=False)[0])
     assert np.array_equal(decode_png(body["image_png"]), image)
     target = int(exp.targets[0])
     assert body["target"] == target and body["class_name"] == model.class_names[target]

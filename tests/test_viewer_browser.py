@@ -122,13 +122,13 @@ def test_upload_two_methods_recolour_and_stay_local(server, browser, model, tmp_
         exps[method] = vx.explain(model.adapter, batch, method=method)
     for method, exp in exps.items():
         shown = [decode_png(src) for src in overlays(browser, method)]
-        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), alpha=0.5))
+        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="jet", alpha=0.5, signed=False))
 
     # the page recolours from the raw maps: the same pixels as Explanation.overlay
     set_display(browser, "0.35", "viridis")
     for method, exp in exps.items():
         shown = [decode_png(src) for src in overlays(browser, method)]
-        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="viridis", alpha=0.35))
+        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="viridis", alpha=0.35, signed=False))
     downloads = browser.execute_script("return [...document.querySelectorAll('.downloads a')].map(a => [a.download, a.href.slice(0, 5)])")
     stems = [name[:-4] for name in images]
     assert downloads == [[f"{s}.{m}.{kind}", prefix] for s in stems for m in METHODS for kind, prefix in (("npy", "blob:"), ("png", "data:"))]

@@ -159,7 +159,8 @@ def run_explain(model: ViewerModel, request: ExplainRequest) -> dict[str, Any]:
     shown = request.image if model.size is None else _resize(request.image, model.size)
     with model.lock:
         exp = explain(model.adapter, inputs, method=request.method, targets=request.target, **request.options)
-    overlay = exp.overlay([shown], colormap=request.colormap, alpha=request.alpha)[0]
+    # min-max like the page's own recolouring (app.js), which does not centre signed maps yet
+    overlay = exp.overlay([shown], colormap=request.colormap, alpha=request.alpha, signed=False)[0]
     raw = exp.maps[0].astype("<f4")
     target = int(exp.targets[0])
     finite = raw[np.isfinite(raw)]
