@@ -133,3 +133,20 @@ def paddle_style(data: bytes) -> bytes:
     del graph.value_info[:]
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def onnx_tensor_of(graph, model: nn.Module, layer: str, x) -> str:
+    """The ONNX tensor of ``graph`` (an ONNX adapter) holding torch module ``layer``'s output on
+    inputs ``x``, matched by value (exporters name tensors their own way)."""
+    captured = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda module, args, out: captured.append(out.detach()))
+    try:
+        model(torch.as_tensor(x))
+    finally:
+        handle.remove()
+    bound = graph.with_score_function(lambda out: out.flatten(1)[:, 0])  # any output shape
+    for name in graph.layer_shapes(torch.as_tensor(x)):
+        value = bound.activations(torch.as_tensor(x), name).activations
+        if value.shape == captured[0].shape and torch.allclose(value, captured[0], atol=1e-5):
+            return name
+    raise AssertionError(f"no ONNX tensor equals {layer}")

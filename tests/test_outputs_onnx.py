@@ -10,7 +10,7 @@ import torch
 
 import vexplain as vx
 from models import close, images, onnx_bytes, seeded_cnn
-from outputs_models import Squashed, ThreeHeads, TinyYolo, export, paddle_style
+from outputs_models import Squashed, ThreeHeads, TinyYolo, export, onnx_tensor_of, paddle_style
 from vexplain.adapters.onnx_graph import find_cam_head
 
 X = images(3, size=16, seed=8)
@@ -23,20 +23,7 @@ GRADIENT_FREE = sorted(m.name for m in vx.methods() if "onnx" in m.backends and 
 
 
 def onnx_layer(adapter, model: torch.nn.Module, layer: str) -> str:
-    """The ONNX tensor holding torch module ``layer``'s output, matched by value."""
-    captured = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda module, args, out: captured.append(out.detach()))
-    try:
-        model(torch.from_numpy(X))
-    finally:
-        handle.remove()
-    reference = captured[0]
-    bound = adapter.with_score_function(lambda out: out.flatten(1)[:, 0])  # any output shape
-    for name in adapter.layer_shapes(torch.from_numpy(X)):
-        value = bound.activations(torch.from_numpy(X), name).activations
-        if value.shape == reference.shape and torch.allclose(value, reference, atol=1e-5):
-            return name
-    raise AssertionError(f"no ONNX tensor equals {layer}")
+    return onnx_tensor_of(adapter, model, layer, X)
 
 
 def test_gradient_free_methods_are_listed_from_the_registry():

@@ -13,7 +13,7 @@ from vexplain.cli.main import main
 from vexplain.targets import Box, Region
 
 from models import close, images, tiny_seg_net
-from outputs_models import export
+from outputs_models import export, onnx_tensor_of
 from target_models import tiny_yolo
 
 #: methods that score class indices through the classifier's weights refuse target objects
@@ -37,20 +37,6 @@ def segmenter():
 CASES = {"yolov8": lambda: detector("yolov8"), "yolov5": lambda: detector("yolov5"), "segmenter": segmenter}
 
 
-def matching_tensor(graph, model: torch.nn.Module, layer: str, x: np.ndarray) -> str:
-    """The ONNX tensor holding torch module ``layer``'s output, matched by value."""
-    captured = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda module, args, out: captured.append(out.detach()))
-    try:
-        model(torch.from_numpy(x))
-    finally:
-        handle.remove()
-    bound = graph.with_score_function(lambda out: out.flatten(1)[:, 0])
-    for name in graph.layer_shapes(torch.from_numpy(x)):
-        value = bound.activations(torch.from_numpy(x), name).activations
-        if value.shape == captured[0].shape and torch.allclose(value, captured[0], atol=1e-5):
-            return name
-    raise AssertionError(f"no ONNX tensor equals {layer}")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +45,7 @@ def graphs():
     for name, case in CASES.items():
         model, x, _, layer, output = case()
         graph = vx.adapt(export(model, tuple(x.shape[1:]), [output]))
-        built[name] = (graph, matching_tensor(graph, model, layer, x))
+        built[name] = (graph, onnx_tensor_of(graph, model, layer, x))
     return built
 
 
