@@ -39,7 +39,7 @@ patch embedding's stride and the input size, ``grid=(h, w)`` / ``prefix=k`` over
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -96,6 +96,9 @@ class CamStep:
     targets: torch.Tensor
     options: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the layer's raw output layout to the ``(N, C, h, w)`` map of ``activations`` (token grids,
+    #: channels-last); for a step that asks the adapter for more activations or gradients itself
+    to_map: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -221,6 +224,7 @@ class CamExplainer(Explainer):
         step_adapter = adapter if layout.kind == CHANNELS_FIRST else _GridAdapter(adapter, layout, native, inputs)
         step = CamStep(step_adapter, inputs, layer, activations, gradients, result.scores.to(inputs.device), chosen.to(inputs.device), options)
         step.notes.update(layout.notes())
+        step.to_map = layout.to_map
         return step
 
 

@@ -98,6 +98,11 @@ class FinerCam(GradCam):
 
 
 def _class_scores(output: Any) -> torch.Tensor:
+    """The class scores in the model's raw ``output``: the tensor itself, or the one obvious entry
+    of a structured output (a Hugging Face object's or a dict's ``logits``)."""
+    if not isinstance(output, torch.Tensor):
+        logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+        output = logits if isinstance(logits, torch.Tensor) else output
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InvalidTarget(f"finercam needs the model to output class scores (N, K); it outputs {shape}")

@@ -55,7 +55,7 @@ class SmoothGradCamPlusPlus(CamExplainer):
         moments = [torch.zeros_like(step.activations, dtype=torch.float64) for _ in range(3)]
         for sample in range(options["samples"]):
             noise = sample_noise(options["seed"], sample, tuple(inputs.shape[1:]), options["std"]).to(inputs.device, inputs.dtype)
-            grads = step.adapter.activation_gradients(inputs + noise, step.layer, request).gradients.to(inputs.device).double()
+            grads = step.to_map(step.adapter.activation_gradients(inputs + noise, step.layer, request).gradients.to(inputs.device)).double()
             for power, moment in enumerate(moments, start=1):
                 moment += grads**power
         d1, d2, d3 = (moment / options["samples"] for moment in moments)
