@@ -41,7 +41,7 @@ from vexplain.core.options import checked, integer
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
-from .torch_attention import capture_attentions
+from .torch_attention import capture_attentions, has_attention
 from .torch_layers import feature_map_shapes
 from .token_grids import default_token_layer, find_patch_stride, grid_layers
 from .torch_outputs import on_output, producing_linear, select_output
@@ -127,6 +127,8 @@ class TorchAdapter(ModelAdapter):
         self.replacement_modes: dict[str, str] = {}
         if isinstance(model, torch.jit.ScriptModule):
             self.capabilities = frozenset({FORWARD, GRADIENTS})
+        elif not has_attention(model):
+            self.capabilities = self.capabilities - {ATTENTION}
 
     @property
     def device(self) -> torch.device:

@@ -34,6 +34,12 @@ def _supported(module: torch.nn.Module) -> bool:
     return (hasattr(module, "q_proj") and hasattr(module, "k_proj")) or (hasattr(module, "query") and hasattr(module, "key"))
 
 
+def has_attention(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has an attention module, supported or not (a class name containing
+    "Attention", or ``nn.MultiheadAttention``): the torch adapter declares the capability then."""
+    return any(isinstance(m, torch.nn.MultiheadAttention) or "attention" in type(m).__name__.lower() for m in model.modules())
+
+
 def attention_modules(model: torch.nn.Module, refuse: Callable[[str], Exception]) -> list[tuple[str, torch.nn.Module]]:
     """The supported attention modules of ``model`` in module order; ``UnsupportedCapability`` when
     another attention module is present or there is none."""

@@ -135,8 +135,9 @@ def test_model_left_exactly_as_it_was():
     model.train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
-    before = hooks(model)
+    before, given = hooks(model), x.clone()
     vx.explain(model, x, method="attention_rollout")
+    assert torch.equal(x, given)
     assert hooks(model) == before and [m.training for m in model.modules()] == flags
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert model.config._attn_implementation == "sdpa"
@@ -157,7 +158,8 @@ class MaskedBlock(torch.nn.Module):
 
 def test_typed_errors_and_no_hook_left():
     cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    with pytest.raises(UnsupportedCapability, match="no attention module") as caught:
+    assert not vx.adapt(cnn).supports("attention") and vx.adapt(plain_vit()).supports("attention")
+    with pytest.raises(UnsupportedCapability, match="'attention'") as caught:
         vx.explain(cnn, inputs(1), method="attention_rollout")
     assert "\n" not in str(caught.value) and "attention_rollout" not in str(caught.value).split("work on this model:")[1]
     with pytest.raises(UnsupportedCapability, match="SwinAttention"):
