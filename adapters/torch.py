@@ -19,6 +19,7 @@ from vexplain.core.adapter import (
     ACTIVATION_GRADIENTS,
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
+    ATTENTION,
     CLASSIFIER_WEIGHTS,
     DEFAULT_CAM_LAYER,
     FORWARD,
@@ -26,6 +27,7 @@ from vexplain.core.adapter import (
     GUIDED_GRADIENTS,
     RULE_GRADIENTS,
     ActivationResult,
+    AttentionResult,
     BoxScorer,
     GradientResult,
     ModelAdapter,
@@ -39,6 +41,7 @@ from vexplain.core.options import checked, integer
 from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
+from .torch_attention import capture_attentions, has_attention
 from .torch_layers import feature_map_shapes
 from .token_grids import default_token_layer, find_patch_stride, grid_layers
 from .torch_outputs import on_output, producing_linear, select_output
@@ -108,7 +111,7 @@ class TorchAdapter(ModelAdapter):
     """
 
     backend = "torch"
-    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS})
+    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION})
     #: set by ``with_score_function`` (callable targets): scores are then ``function(output)`` as (N, 1)
     _score_function: ScoreFunction | None = None
 
@@ -124,6 +127,8 @@ class TorchAdapter(ModelAdapter):
         self.replacement_modes: dict[str, str] = {}
         if isinstance(model, torch.jit.ScriptModule):
             self.capabilities = frozenset({FORWARD, GRADIENTS})
+        elif not has_attention(model):
+            self.capabilities = self.capabilities - {ATTENTION}
 
     @property
     def device(self) -> torch.device:
@@ -377,6 +382,21 @@ class TorchAdapter(ModelAdapter):
     def _module(self, layer: str) -> torch.nn.Module:
         self.check_layer(layer)
         return self.model.get_submodule(layer)
+
+    def attentions(self, inputs: torch.Tensor) -> AttentionResult:
+        """Recomputed from each attention module's inputs (``torch_attention``), batch by batch."""
+        if ATTENTION not in self.capabilities:
+            raise self._unsupported(ATTENTION, "TorchScript modules take no hooks")
+        inputs, parts, scores = inputs.to(self.device), [], []
+        without = copy.copy(self)  # so the refusal lists only the methods that work without attention
+        without.capabilities = self.capabilities - {ATTENTION}
+        refuse = lambda hint: without._unsupported(ATTENTION, hint)  # noqa: E731
+        with eval_mode(self.model), torch.no_grad():
+            for part in self._batches(len(inputs)):
+                names, probabilities, output = capture_attentions(self.model, lambda: self._call(inputs[part]), refuse)
+                scores.append(self._scores(output))
+                parts.append(probabilities)
+        return AttentionResult([torch.cat(layer) for layer in zip(*parts)], names, torch.cat(scores))
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if ACTIVATIONS not in self.capabilities:

@@ -23,9 +23,10 @@ CLASSIFIER_WEIGHTS = "classifier_weights"
 GUIDED_GRADIENTS = "guided_gradients"
 ACTIVATION_REPLACEMENT = "activation_replacement"
 RULE_GRADIENTS = "rule_gradients"
+ATTENTION = "attention"
 #: not a capability methods require, but what CAM methods lack when no ``layer=`` is given and none can be inferred
 DEFAULT_CAM_LAYER = "default CAM layer"
-ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS)
+ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION)
 
 
 @dataclass
@@ -45,6 +46,16 @@ class ActivationResult:
     scores: torch.Tensor
     targets: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
+
+
+@dataclass
+class AttentionResult:
+    """Each attention module's probabilities ``(N, heads, T, T)`` (float32, in the order the
+    modules ran, named by ``layers``) with the model's scores ``(N, K)``."""
+
+    attentions: list[torch.Tensor]
+    layers: list[str]
+    scores: torch.Tensor
 
 
 @dataclass
@@ -163,6 +174,10 @@ class ModelAdapter(ABC):
     def with_score_function(self, function: ScoreFunction) -> "ModelAdapter":
         """An adapter whose scores are ``function(raw model output)`` as ``(N, 1)`` (callable targets)."""
         raise InvalidTarget(f"callable targets need a backend that exposes the raw model output; {self.describe()} takes class indices (None, an int, or one int per input)")
+
+    def attentions(self, inputs: torch.Tensor) -> AttentionResult:
+        """The attention probabilities of every attention module for ``inputs`` ``(N, C, H, W)``."""
+        raise self._unsupported(ATTENTION)
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         """The output of ``layer`` for each input, with the model's scores."""

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import vexplain as vx
+from vexplain.core.adapter import ATTENTION
+
 from models import images, onnx_bytes, seeded_cnn
+from vit_models import plain_vit
 
 #: options that keep a method fast on 3x16x16 inputs; methods not listed run with their defaults
 FAST_OPTIONS = {
@@ -16,6 +19,8 @@ FAST_OPTIONS = {
     "lime": {"cells": 4, "samples": 64},
 }
 METHODS = [m.name for m in vx.methods()]
+#: methods that need attention modules run on a tiny ViT (32x32 inputs) instead of the CNN
+NEEDS_ATTENTION = {m.name for m in vx.methods() if ATTENTION in m.requires}
 ONNX_METHODS = [m.name for m in vx.methods() if "onnx" in m.backends]
 N = 16
 ATOL = 1e-5
@@ -34,6 +39,13 @@ def x():
 @pytest.fixture(scope="module")
 def onnx_model():
     return vx.adapt(onnx_bytes(seeded_cnn(seed=2), (3, 16, 16)))
+
+
+def subject(model, x, method):
+    """The CNN and its images, or a tiny ViT and 32x32 images for a method that needs attention."""
+    if method in NEEDS_ATTENTION:
+        return plain_vit(seed=2), images(N, size=32, seed=3)
+    return model, x
 
 
 def chunked(model, x, method, size, targets=None, **options):
@@ -66,8 +78,9 @@ def test_registry_lists_the_builtins():
 @pytest.mark.parametrize("method", METHODS)
 def test_input_batch_size_does_not_change_maps(model, x, method):
     options = FAST_OPTIONS.get(method, {})
+    model, x = subject(model, x, method)
     whole = vx.explain(model, x, method=method, **options)
-    assert whole.maps.shape == (N, 16, 16)
+    assert whole.maps.shape == (N, *x.shape[2:])
     assert len(set(whole.targets.tolist())) > 1  # inputs really differ
     for size in (1, 2, 4):
         assert_same(chunked(model, x, method, size, **options), whole)
@@ -76,6 +89,7 @@ def test_input_batch_size_does_not_change_maps(model, x, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_adapter_batch_size_does_not_change_maps(model, x, method):
     options = FAST_OPTIONS.get(method, {})
+    model, x = subject(model, x, method)
     targets = list(np.random.default_rng(0).integers(0, 5, N))  # per-input targets cross adapter batches
     whole = vx.explain(model, x, method=method, targets=targets, **options)
     adapter = vx.adapt(model, batch_size=3)

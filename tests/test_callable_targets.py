@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import vexplain as vx
+from vexplain.core.adapter import ATTENTION
 from models import LinearSegNet, close, images, onnx_bytes, seeded_cnn, tiny_seg_net
 
 SEG_W = np.array([[1.0, -1.0], [2.0, 0.5], [-0.5, 3.0]])  # 3 classes x 2 channels
@@ -76,7 +77,7 @@ FAST = {"occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "
 NEEDS_CLASS_INDICES = {"cam", "finercam"}
 
 
-@pytest.mark.parametrize("method", [m.name for m in vx.methods() if "torch" in m.backends])
+@pytest.mark.parametrize("method", [m.name for m in vx.methods() if "torch" in m.backends and ATTENTION not in m.requires])  # attention methods: test_vit_rollout.py
 def test_every_method_equals_the_model_with_the_score_folded_in(method):
     seg = tiny_seg_net(seed=0)
     x = images(3, size=8, seed=1)

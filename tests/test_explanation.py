@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import vexplain as vx
+from vexplain.core.adapter import ATTENTION
 from models import HAND_X, HandCamNet, images, seeded_cnn
 
-METHODS = [m.name for m in vx.methods()]
+METHODS = [m.name for m in vx.methods() if ATTENTION not in m.requires]  # attention methods: test_vit_rollout.py (a CNN has none)
 DECLARED = {m.name: m.options for m in vx.methods()}
 FAST_OPTIONS = {"occlusion": {"window": 4, "stride": 4}}
 

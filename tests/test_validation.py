@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import vexplain as vx
+from vexplain.core.adapter import ATTENTION
 from models import LinearNet, images, onnx_bytes, seeded_cnn
 
-METHODS = [m.name for m in vx.methods()]
+METHODS = [m.name for m in vx.methods() if ATTENTION not in m.requires]  # attention methods: test_vit_rollout.py (a CNN has none)
 FAST_OPTIONS = {"occlusion": {"window": 8, "stride": 8}}
 
 
