@@ -7,7 +7,6 @@ taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import weakref
 from pathlib import Path
@@ -33,12 +32,11 @@ from vexplain.core.adapter import (
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.concurrency import no_model_running, running_model
+from vexplain.core.concurrency import running_model
 from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
 from vexplain.core.options import checked, integer
-from vexplain.core.perturbation import batched_box_scorers
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_attention import capture_attentions, has_attention
@@ -46,25 +44,13 @@ from .torch_layers import feature_map_shapes
 from .token_grids import default_token_layer, find_patch_stride, grid_layers
 from .torch_outputs import on_output, producing_linear, select_output
 from .torch_errors import call_error, parameter_dtype
+from . import torch_occlusion
+from .torch_eval import eval_mode
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
-from .torch_incremental import GPU_MIN_PIXELS, NotIncremental, incremental_box_scorers, incremental_pays
-from .torch_precision import precision_error, reduced_precision, true_float32
 
 
 #: default CAM layer per model, input shape and module structure (it does not depend on the weights)
 _DEFAULT_LAYERS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, str]]" = weakref.WeakKeyDictionary()
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Every module in eval mode inside the block; each module's own flag restored after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 class _Capture:
@@ -256,70 +242,8 @@ class TorchAdapter(ModelAdapter):
         self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str = "auto", field_limit: float | None = None,
         precision: str = "fp32",
     ) -> list[BoxScorer]:
-        """``auto`` and ``incremental``: exact incremental occlusion (``torch_incremental``), which
-        recomputes only what each box changes, after one batched clean forward of ``images``; a model
-        it cannot trace falls back to batched full inference (``auto`` engine) and says why in the
-        notes. ``auto`` on a GPU runs small images by batched full inference (``incremental_pays``)
-        unless ``field_limit`` asks for the incremental engine. ``torch``/``onnx``: batched full
-        inference. ``precision`` "bf16"/"fp16" runs the torch engines under autocast (approximate)
-        and notes the largest change it makes to the unoccluded scores, against true float32 (TF32
-        off), as ``precision_error``."""
-        if engine not in ("auto", "incremental", "torch", "onnx"):
-            raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
-        if precision != "fp32" and engine == "onnx":
-            raise self._unsupported(f"precision '{precision}' with engine 'onnx'", "reduced precision runs in torch; use engine 'auto', 'incremental' or 'torch'")
-        if engine == "auto" and field_limit is None and not incremental_pays(self.device, tuple(images.shape[2:])):
-            engine = "torch"
-            reason = f"on {self.device.type}, images under {GPU_MIN_PIXELS} pixels run faster by batched full inference"
-        else:
-            reason = None
-        scorers = self._engine_box_scorers(images, window, baseline, engine, field_limit, precision)
-        if reason:
-            for scorer in scorers:
-                scorer.notes["engine_reason"] = reason
-        if precision == "fp32":
-            return scorers
-        with no_model_running(), true_float32():  # the TF32 flags are process-wide
-            exact = self.forward(images)
-        error = precision_error(exact, torch.stack([scorer.base for scorer in scorers]))
-        for scorer in scorers:
-            scorer.notes.update(precision=precision, precision_error=error)
-        return scorers
-
-    def _engine_box_scorers(
-        self, images: torch.Tensor, window: tuple[int, int], baseline: float, engine: str, field_limit: float | None,
-        precision: str = "fp32",
-    ) -> list[BoxScorer]:
-        def full_inference(engine: str) -> list[BoxScorer]:
-            if precision == "fp32":
-                return super(TorchAdapter, self).box_scorers(images, window, baseline, engine, field_limit)
-            scorer = Scorer(lambda batch: self._forward_in(precision, batch), "torch", {"engine_reason": "reduced precision runs in torch"})
-            return batched_box_scorers(scorer, images.to(self.device), window, baseline, field_limit)
-
-        if engine in ("torch", "onnx"):
-            return full_inference(engine)
-
-        @contextlib.contextmanager
-        def context() -> Iterator[None]:
-            with eval_mode(self.model), reduced_precision(self.device, precision):
-                yield
-
-        try:
-            if isinstance(self.model, torch.jit.ScriptModule):
-                raise NotIncremental("TorchScript modules cannot be traced")
-            if self.dtype != torch.float32:
-                raise NotIncremental(f"the model's parameters are {self.dtype}; the incremental engine runs float32 models")
-            with context():
-                try:
-                    return incremental_box_scorers(self.model, images.to(self.device), window, baseline, self._output_scores, context, field_limit)
-                except RuntimeError as error:
-                    self._raise_for_inputs(images, error)
-                    raise
-        except NotIncremental as reason:
-            fallbacks = full_inference("auto")
-            for fallback in fallbacks:
-                fallback.notes["engine_fallback"] = f"incremental occlusion not possible: {reason}"
-            return fallbacks
+        """Occlusion's engines for a PyTorch model: see ``torch_occlusion.box_scorers``."""
+        return torch_occlusion.box_scorers(self, images, window, baseline, engine, field_limit, precision)
 
     def _returns_tensor(self, sample: torch.Tensor) -> bool:
         """Whether the model's output is a plain tensor (an export then computes exactly the scores)."""
@@ -328,10 +252,6 @@ class TorchAdapter(ModelAdapter):
 
     def output_notes(self) -> dict[str, Any]:
         return {} if self._explained_name is None else {"output": self._explained_name}
-
-    def _forward_in(self, precision: str, batch: torch.Tensor) -> torch.Tensor:
-        with reduced_precision(self.device, precision):
-            return self.forward(batch, batch.shape[0])
 
     def _output_scores(self, output: Any, count: int) -> torch.Tensor:
         return self._scores(output if self._score_function is None else apply_score_function(self._score_function, output, count))

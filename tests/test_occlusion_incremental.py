@@ -65,7 +65,7 @@ def test_auto_prefers_incremental_except_for_small_images_on_a_gpu():
 
 
 def test_auto_without_a_paying_incremental_engine_runs_full_inference_and_says_why(monkeypatch):
-    import vexplain.adapters.torch as torch_adapter
+    import vexplain.adapters.torch_occlusion as torch_adapter  # the occlusion policy lives there
 
     monkeypatch.setattr(torch_adapter, "incremental_pays", lambda device, size: False)
     model = seeded(ResidualNet)
