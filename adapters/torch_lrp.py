@@ -17,7 +17,8 @@ zero elsewhere). Intercepted:
 * ``F.linear``, ``conv1d/2d/3d``: an ``autograd.Function`` whose forward value is the layer's and
   whose backward applies the layer's rule to R_out = z ⊙ g_out and returns g_in = R_in / x (never
   divided: each rule is x ⊙ (something)); the first layer's z-box and flat rules, whose relevance
-  is not proportional to x, return that part as the gradient of a zero "anchor" input.
+  is not proportional to x, return that part as the gradient of a zero "anchor" input, which
+  follows the input through flattening, reshaping and permuting before that layer.
 * ``F.batch_norm`` in inference mode applied to such a layer's output: merged into it
   (W' = W·γ/σ, b' = (b − μ)·γ/σ + β) and the merged layer takes the rule, as Zennit's canonizers
   do but per call, by dataflow; elsewhere (and for excitation backprop, as TorchRay) it passes
@@ -51,6 +52,13 @@ _LINEAR_PARAMS = ("input", "weight", "bias")
 _PASSED = (torch.sigmoid, torch.Tensor.sigmoid, torch.tanh, torch.Tensor.tanh, F.elu, F.leaky_relu, F.gelu, F.silu, F.softplus)
 _INPLACE_AT = {F.elu: 2, F.leaky_relu: 2, F.silu: 1}
 _BATCH_NORM = inspect.signature(F.batch_norm)
+#: ops that only rearrange (or copy) the input before the first layer; the first-layer rule
+#: follows the input through them (an MLP's ``nn.Flatten``)
+_REARRANGING = {
+    torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape, torch.Tensor.contiguous,
+    torch.Tensor.permute, torch.permute, torch.Tensor.transpose, torch.transpose, torch.Tensor.unsqueeze, torch.unsqueeze,
+    torch.Tensor.squeeze, torch.squeeze, torch.Tensor.clone, torch.clone, torch.Tensor.to, torch.Tensor.float,
+}
 
 
 def _stabilized(t: torch.Tensor, amount: float) -> torch.Tensor:
@@ -75,6 +83,7 @@ class _Layer:
         spec = mode.spec
         self.rule = spec.linear if dims is None else spec.conv
         self.first = spec.first if index == 0 else None
+        self.bounds: tuple[torch.Tensor, ...] = ()  # the z-box bounds, laid out as the input x
 
     def merged(self, scale: torch.Tensor, shift: torch.Tensor, value: torch.Tensor) -> "_Layer":
         """This layer followed by y = scale · z + shift per output channel (an inference BatchNorm)."""
@@ -178,7 +187,7 @@ def _excitation(layer: _Layer, x: torch.Tensor, relevance: torch.Tensor) -> tupl
 
 
 def _zbox(layer: _Layer, x: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    low, high = (bound.expand_as(x) for bound in layer.mode.bounds)
+    low, high = layer.bounds
     w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
     b_plus, b_minus = _clamped(layer.bias, True), _clamped(layer.bias, False)
     z = layer.z - layer.forward(low, w_plus, b_plus) - layer.forward(high, w_minus, b_minus)
@@ -236,10 +245,15 @@ class _PropagationMode(TorchFunctionMode):
 
     def __init__(self, spec: Propagation, leaf: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None, anchor: torch.Tensor | None):
         super().__init__()
-        self.spec, self.leaf, self.bounds, self.anchor = spec, leaf, bounds, anchor
+        self.spec = spec
+        # tensors that are the input rearranged, with the anchor and z-box bounds rearranged alike
+        self.inputs: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, ...]]] = {}
+        if anchor is not None:
+            companions = (anchor,) if bounds is None else (anchor, *(b.expand_as(leaf) for b in bounds))
+            self.inputs[id(leaf)] = (leaf, companions)
         self.count = 0
         self.negate = False
-        self.last: tuple[torch.Tensor, _Layer, torch.Tensor] | None = None  # (output, layer, input) of the latest layer
+        self.last: tuple[torch.Tensor, _Layer, torch.Tensor, torch.Tensor | None] | None = None  # (output, layer, input, anchor) of the latest layer
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = dict(kwargs or {})
@@ -249,7 +263,20 @@ class _PropagationMode(TorchFunctionMode):
             return self._batch_norm(args, kwargs)
         if func in _PASSED:
             return self._passed(func, args, kwargs)
+        if func in _REARRANGING and self.count == 0 and args and id(args[0]) in self.inputs:
+            return self._rearranged(func, args, kwargs)
         return func(*args, **kwargs)
+
+    def _input_of_first(self, x: Any) -> tuple[torch.Tensor, ...] | None:
+        known = self.inputs.get(id(x))
+        return known[1] if known is not None and known[0] is x else None
+
+    def _rearranged(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        companions = self._input_of_first(args[0])
+        out = func(*args, **kwargs)
+        if companions is not None and isinstance(out, torch.Tensor):
+            self.inputs[id(out)] = (out, tuple(func(c, *args[1:], **kwargs) for c in companions))
+        return out
 
     def _layer(self, func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
         dims = _CONVS.get(func)
@@ -258,16 +285,21 @@ class _PropagationMode(TorchFunctionMode):
         index = self.count
         self.count += 1
         first = self.spec.first if index == 0 else None
-        if first is not None and x is not self.leaf:
-            raise InvalidOption(f"the {first} rule applies to the model's first layer, which must take the input image itself; this model's first {'linear layer' if dims is None else 'convolution'} takes a computed tensor: choose a composite without a first-layer rule (epsilon, gamma, alpha2beta1, alpha1beta0, epsilon_alpha2_beta1)")
+        companions = self._input_of_first(x) if first is not None else None
+        self.inputs.clear()
+        if first is not None and companions is None:
+            raise InvalidOption(f"the {first} rule applies to the model's first layer, which must take the input image itself (or only flattened, reshaped or permuted); this model's first {'linear layer' if dims is None else 'convolution'} takes a computed tensor: choose a composite without a first-layer rule (epsilon, gamma, alpha2beta1, alpha1beta0, epsilon_alpha2_beta1)")
         with torch.no_grad():
             value = func(*args, **kwargs)
         if not isinstance(x, torch.Tensor) or not x.requires_grad:
             return value
         conf = {"stride": bound.get("stride", 1), "padding": bound.get("padding", 0), "dilation": bound.get("dilation", 1), "groups": bound.get("groups", 1)}
         layer = _Layer(self, index, dims, bound["weight"], bound.get("bias"), conf, value.detach())
-        out = _Relevance.apply(x, self.anchor if first is not None else None, layer)
-        self.last = (out, layer, x)
+        anchor = None
+        if companions is not None:
+            anchor, layer.bounds = companions[0], companions[1:]
+        out = _Relevance.apply(x, anchor, layer)
+        self.last = (out, layer, x, anchor)
         return out
 
     def _batch_norm(self, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -281,7 +313,7 @@ class _PropagationMode(TorchFunctionMode):
             return value
         inference = not given["training"] and given["running_mean"] is not None and given["running_var"] is not None
         if self.spec.merge_batchnorm and inference and self.last is not None and x is self.last[0]:
-            _, layer, layer_input = self.last
+            _, layer, layer_input, anchor = self.last
             scale = torch.rsqrt(given["running_var"] + given["eps"])
             if given["weight"] is not None:
                 scale = scale * given["weight"]
@@ -289,7 +321,6 @@ class _PropagationMode(TorchFunctionMode):
             if given["bias"] is not None:
                 shift = shift + given["bias"]
             merged = layer.merged(scale.detach(), shift.detach(), value.detach())
-            anchor = self.anchor if merged.first is not None else None
             return _Relevance.apply(layer_input, anchor, merged)
         return _Pass.apply(x, value.detach())
 
