@@ -378,7 +378,8 @@ def propagate(
     try:
         with torch.enable_grad():
             for part in batches:
-                x = inputs[part].detach().clone().requires_grad_(True)
+                # read at a layer, relevance never goes below it: the layers before it run plainly
+                x = inputs[part].detach().clone().requires_grad_(spec.layer is None)
                 anchor = torch.zeros_like(x, requires_grad=True) if spec.first is not None else None
                 bounds = _bounds(spec, x) if spec.first == "zbox" else None
                 mode = _PropagationMode(spec, x, bounds, anchor)
