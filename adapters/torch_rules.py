@@ -31,7 +31,10 @@ from torch.overrides import TorchFunctionMode
 
 from vexplain.core.adapter import GradientResult
 from vexplain.core.errors import InvalidInput, ModelLoadError
+from vexplain.core.propagation import Propagation
 from vexplain.core.targets import TargetRequest, gather_scores
+
+from .torch_lrp import propagate
 
 #: |Δz| below which the rescale rule uses the ordinary gradient (Captum's default ``eps``)
 EPS = 1e-10
@@ -150,13 +153,17 @@ def rule_gradients(
     scores_of: Callable[[torch.Tensor], torch.Tensor],
     inputs: torch.Tensor,
     targets: TargetRequest,
-    rule: str,
+    rule: str | Propagation,
     references: torch.Tensor | None,
     batches: Iterator[slice],
 ) -> GradientResult:
     """d(y_t)/d(x) under ``rule`` for ``inputs`` in ``batches``; ``scores_of(batch)`` is the model's
     scores. ``rescale`` needs ``references`` (one per input) and returns DeepLift multipliers; it
-    runs ``[x; x₀]`` through the model and, as Captum does, back-propagates y_t of both halves."""
+    runs ``[x; x₀]`` through the model and, as Captum does, back-propagates y_t of both halves.
+    A ``Propagation`` rule returns relevance instead (``torch_lrp``)."""
+    if isinstance(rule, Propagation):
+        _check_model(model, "relevance propagation")
+        return propagate(model, scores_of, inputs, targets, rule, batches)
     if rule not in RULES:
         raise InvalidInput(f"unknown backward rule '{rule}'; choose one of {', '.join(RULES)}")
     if rule == "rescale" and (references is None or references.shape != inputs.shape):

@@ -168,7 +168,8 @@ class ModelAdapter(ABC):
     ) -> GradientResult:
         """d(y_t)/d(x) with the nonlinearities' backward pass replaced by ``rule``: ``"rescale"``
         (DeepLift's multipliers against ``references``, one per input) or ``"deconvolution"``
-        (ReLU backward = max(grad, 0)), ``(N, C, H, W)``, in batches of ``batch_size`` inputs."""
+        (ReLU backward = max(grad, 0)), ``(N, C, H, W)``, in batches of ``batch_size`` inputs; a
+        ``core.propagation.Propagation`` returns LRP / excitation-backprop relevance instead."""
         raise self._unsupported(RULE_GRADIENTS)
 
     def with_score_function(self, function: ScoreFunction) -> "ModelAdapter":
