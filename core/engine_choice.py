@@ -1,0 +1,357 @@
+"""``engine="auto"`` by measurement: the engine and batch size of perturbation methods, chosen by
+timing short probes once per (model, device, input shape, method, settings) and cached.
+
+Definitions:
+- **candidates**: the exact engines the adapter declares for a purpose (``ModelAdapter.engines``:
+  ``"forward"`` for batched masked inputs, ``"occlusion"`` for boxed images), the adapter's own rule
+  choice (``engine="auto"`` before this module existed) first. Approximate settings (a
+  ``field_limit``, reduced precision) are never probed: the rule decides.
+- **probe**: each candidate first runs the batch the rule would run (the memory-derived batch
+  size, capped at the inputs one call has: a fair comparison of engines at the batch they would
+  get), then the smaller ``PROBE_BATCHES`` while the budget lasts; each timing spans at least
+  ``MIN_SAMPLE_SECONDS`` (:func:`measure`). The scores are thrown away: the maps are always
+  computed by the chosen engine, full run, so a probe never changes a value.
+- **budget**: the smaller batches are timed while probing has taken less than
+  ``max(PROBE_SECONDS, PROBE_FRACTION × estimated run)``, the estimate being the fastest seconds
+  per input so far × the call's inputs. The first timings (one batch per engine) are always taken:
+  on runs of a few seconds they cost more than 5 %, once per process (the cache).
+- **choice**: the (engine, batch size) of the fewest seconds per perturbed input. A user's
+  ``batch_size`` is kept (only engines are compared).
+- **rule** (deterministic, no timing): fewer than ``MIN_PROBE_INPUTS`` perturbed inputs, an
+  estimated run under ``MIN_RUN_SECONDS``, or a rule with a reason of its own (a callable target, a
+  model that cannot be exported or traced). ``engine_reason`` says which.
+
+Each call records ``engine`` (the engine used), ``engine_reason`` and ``engine_probes``
+(``{engine: {batch size: seconds per perturbed input}}``; empty when not timed) in ``exp.options``.
+
+Cache: per process, always; on disk too when ``VEXPLAIN_ENGINE_CACHE`` names a JSON file (written
+atomically, read with ``json``; a file that is not such a cache is ignored with a notice and
+rewritten). The model's part of the key is ``ModelAdapter.engine_key()``: its architecture, not its
+weight values, since timings depend on shapes, not values.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .errors import OutputError, VexplainError
+from .notices import warn
+from .options import Option, choice
+
+#: every engine name a perturbation method's ``engine`` option takes, per purpose; each adapter
+#: declares the ones it runs (``ModelAdapter.engines``)
+ENGINES: dict[str, tuple[str, ...]] = {
+    "forward": ("auto", "onnx", "torch"),
+    "occlusion": ("auto", "incremental", "onnx", "torch"),
+}
+#: batch sizes probed (those up to the memory-derived batch size, which is always probed too)
+PROBE_BATCHES = (1, 8, 32, 64)
+#: a probed batch is timed over at least MIN_SAMPLE_SECONDS, twice (the fastest counts) when that
+#: took under REPEAT_BELOW_SECONDS (a machine shared with others makes single short samples noisy)
+PROBE_REPEATS, MIN_SAMPLE_SECONDS, REPEAT_BELOW_SECONDS = 2, 0.02, 0.1
+#: probing takes at most max(PROBE_SECONDS, PROBE_FRACTION × the estimated run)
+PROBE_SECONDS, PROBE_FRACTION = 0.5, 0.05
+#: below this many perturbed inputs per call, or an estimated run below MIN_RUN_SECONDS, the rule decides
+MIN_PROBE_INPUTS, MIN_RUN_SECONDS = 256, 0.5
+#: environment variable naming an on-disk JSON cache of choices
+CACHE_VARIABLE = "VEXPLAIN_ENGINE_CACHE"
+_CACHE_VERSION = 1
+
+_LOCK = threading.RLock()
+_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def engine_option(purpose: str, help: str) -> Option:
+    """The ``engine`` option of a method whose perturbed inputs serve ``purpose`` ("forward" or
+    "occlusion"): default "auto", one of ``ENGINES[purpose]``."""
+    return Option("auto", choice(*ENGINES[purpose]), help)
+
+
+@dataclass
+class Choice:
+    """An engine and batch size, and why: ``reason`` and ``probes`` (``{engine: {batch: seconds
+    per perturbed input}}``) go into ``exp.options`` as ``engine_reason`` and ``engine_probes``."""
+
+    engine: str
+    batch_size: int
+    reason: str
+    probes: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def notes(self) -> dict[str, Any]:
+        return {"engine": self.engine, "engine_reason": self.reason, "engine_probes": {e: dict(b) for e, b in self.probes.items()}}
+
+
+@dataclass
+class Candidate:
+    """An engine ready to run: ``run(batch)`` computes ``batch`` perturbed inputs' scores (thrown away)."""
+
+    engine: str
+    run: Callable[[int], Any]
+    built: Any = None
+
+
+def measure(engine: str, batch: int, run: Callable[[int], Any], device: torch.device) -> float:
+    """Seconds per perturbed input of ``engine`` at ``batch``: ``run(batch)`` repeated until
+    ``MIN_SAMPLE_SECONDS`` have passed; when that took under ``REPEAT_BELOW_SECONDS``, the fastest of
+    two such samples (the first also warms up). A GPU is waited for. Tests replace this function
+    to stub timings."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best, samples = float("inf"), 0
+    while samples == 0 or (samples < PROBE_REPEATS and best * batch < REPEAT_BELOW_SECONDS):
+        synchronize()
+        start, runs = time.perf_counter(), 0
+        while runs == 0 or time.perf_counter() - start < MIN_SAMPLE_SECONDS:
+            run(batch)
+            synchronize()
+            runs += 1
+        best, samples = min(best, (time.perf_counter() - start) / (runs * batch)), samples + 1
+    return best
+
+
+def probe_batches(default: int, most: int, given: int | None) -> list[int]:
+    """Batch sizes to probe, largest first: ``given`` alone when the user chose one; else the
+    memory-derived ``default`` capped at ``most`` (the inputs one call has), then the smaller of
+    ``PROBE_BATCHES``."""
+    if given is not None:
+        return [given]
+    top = max(1, min(default, most))
+    return sorted({size for size in PROBE_BATCHES if size < top} | {top}, reverse=True)
+
+
+def run_probes(candidates: Sequence[Candidate], sizes: Sequence[int], inputs: int, device: torch.device) -> tuple[Choice | None, list[str]]:
+    """Every candidate timed at ``sizes[0]`` (the batch the rule would run), then at the smaller
+    ``sizes`` while the budget lasts; the fastest (engine, batch) per input, or None (with the line
+    why) when the first candidate's run is estimated under ``MIN_RUN_SECONDS``."""
+    probes: dict[str, dict[int, float]] = {}
+    started, why = time.perf_counter(), []
+    for candidate in candidates:
+        probes[candidate.engine] = {sizes[0]: measure(candidate.engine, sizes[0], candidate.run, device)}
+        if len(probes) == 1:
+            estimate = probes[candidate.engine][sizes[0]] * inputs
+            if estimate < MIN_RUN_SECONDS:
+                return None, [f"estimated run {estimate:.2g} s, under {MIN_RUN_SECONDS} s: not worth probing"]
+    budget = max(PROBE_SECONDS, PROBE_FRACTION * min(min(t.values()) for t in probes.values()) * inputs)
+    skipped: dict[int, int] = {}
+    for size in sizes[1:]:
+        for candidate in candidates:
+            timings = probes[candidate.engine]
+            if time.perf_counter() - started + max(MIN_SAMPLE_SECONDS, size * min(timings.values())) > budget:
+                skipped[size] = skipped.get(size, 0) + 1
+                continue
+            timings[size] = measure(candidate.engine, size, candidate.run, device)
+    if skipped:
+        why.append(f"probe budget {budget:.2g} s: batch {', '.join(map(str, skipped))} not timed on {max(skipped.values())} engine(s)")
+    engine, size = min(((e, s) for e, t in probes.items() for s in t), key=lambda es: probes[es[0]][es[1]])
+    return Choice(engine, size, "", probes), why
+
+
+def choose(
+    key: dict[str, Any], rule: Candidate, rule_reason: str | None, others: Callable[[str], Candidate], engines: Sequence[str],
+    sizes: Sequence[int], inputs: int, device: torch.device, default_batch: int, rule_note: str | None = None,
+) -> tuple[Choice, Candidate | None]:
+    """The engine and batch size for one call, and the built candidate of that engine when it was
+    built here (None: build it). ``key``: what the choice depends on (see ``cache_key``); ``rule``:
+    the adapter's own ``auto`` choice, built, with ``rule_reason`` when it had one of its own
+    (then nothing is timed); ``others(engine)`` builds another candidate (a ``VexplainError``
+    leaves it out); ``engines``: the adapter's declared engines; ``sizes``: batch sizes to probe;
+    ``inputs``: perturbed inputs in the call; ``rule_note``: why the rule picked its engine, quoted
+    when the rule decides."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    cached = _lookup(text)
+    rule_batch = sizes[-1] if len(sizes) == 1 else default_batch
+    if rule_reason is not None:
+        return Choice(rule.engine, rule_batch, f"rule: {rule_reason}"), rule
+    if cached is not None and cached["engine"] in engines:
+        built = rule if cached["engine"] == rule.engine else None
+        reason = f"cached probe: {cached['reason']}"
+        return Choice(cached["engine"], int(cached["batch_size"]), reason, {e: {int(s): t for s, t in b.items()} for e, b in cached["probes"].items()}), built
+    ruled = f"rule ({rule.engine}{': ' + rule_note if rule_note else ''})"
+    if inputs < MIN_PROBE_INPUTS:
+        return Choice(rule.engine, rule_batch, f"{ruled}: {inputs} perturbed inputs, under {MIN_PROBE_INPUTS}: not timed"), rule
+    candidates, left_out = [rule], []
+    for engine in engines:
+        if engine in ("auto", rule.engine):
+            continue
+        try:
+            candidates.append(others(engine))
+        except VexplainError as error:
+            left_out.append(f"{engine} not possible ({str(error).splitlines()[0]})")
+    picked, why = run_probes(candidates, sizes, inputs, device)
+    if picked is None:
+        return Choice(rule.engine, rule_batch, f"{ruled}: {why[0]}"), rule
+    timings = ", ".join(f"{e} {min(t.values()) * 1e3:.3g} ms" for e, t in picked.probes.items())
+    picked.reason = "; ".join([f"probe: fastest per perturbed input of {timings} (batch {picked.batch_size})", *why, *left_out])
+    _store(text, picked)
+    built = next(c for c in candidates if c.engine == picked.engine)
+    return picked, built
+
+
+def cache_key(adapter: Any, purpose: str, method: str, shape: Sequence[int], settings: dict[str, Any]) -> dict[str, Any]:
+    """What a choice depends on: the model (``adapter.engine_key()``), device, thread count and
+    library versions, the purpose, method, one input's shape and the settings that change the work."""
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
+        "model": adapter.engine_key(), "device": str(adapter.device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "onnxruntime": ort_version, "purpose": purpose, "method": method,
+        "shape": [int(d) for d in shape], "settings": settings,
+    }
+
+
+def structure_key(module: torch.nn.Module) -> str:
+    """A fingerprint of a module's architecture: every submodule's name, class and settings
+    (``extra_repr``) and every parameter's and buffer's name, shape and dtype; not their values."""
+    digest = hashlib.sha256()
+    for name, sub in module.named_modules():
+        digest.update(f"{name}:{type(sub).__qualname__}:{sub.extra_repr() if hasattr(sub, 'extra_repr') else ''};".encode())
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+    return digest.hexdigest()[:32]
+
+
+def cached_choice(adapter: Any, purpose: str, method: str, shape: Sequence[int], settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The choice an earlier call made for this key (``engine``, ``batch_size``, ``reason``,
+    ``probes``), or None: for callers that pin it, e.g. a data-set run handing it to other processes."""
+    return _lookup(json.dumps(cache_key(adapter, purpose, method, shape, settings), sort_keys=True, default=str))
+
+
+def clear_cache() -> None:
+    """Forget the per-process choices (the on-disk cache is left as it is)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _lookup(text: str) -> dict[str, Any] | None:
+    with _LOCK:
+        if text in _CACHE:
+            return _CACHE[text]
+        path = os.environ.get(CACHE_VARIABLE)
+        if path:
+            entry = _read_disk(Path(path)).get(text)
+            if entry is not None:
+                _CACHE[text] = entry
+            return entry
+        return None
+
+
+def _store(text: str, picked: Choice) -> None:
+    entry = {"engine": picked.engine, "batch_size": picked.batch_size, "reason": picked.reason,
+             "probes": {e: {str(s): t for s, t in b.items()} for e, b in picked.probes.items()}}
+    with _LOCK:
+        _CACHE[text] = entry
+        path = os.environ.get(CACHE_VARIABLE)
+        if not path:
+            return
+        from .output_files import write_text
+
+        entries = _read_disk(Path(path))
+        entries[text] = entry
+        try:
+            write_text(path, json.dumps({"vexplain_engine_cache": _CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))
+        except OutputError as error:
+            warn(f"engine cache not written: {error}")
+
+
+def _read_disk(path: Path) -> dict[str, Any]:
+    """The entries of the JSON cache at ``path`` ({} when missing; ignored, with a notice, when it is
+    not a cache this version wrote)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["entries"] if isinstance(data, dict) and data.get("vexplain_engine_cache") == _CACHE_VERSION else None
+        if not isinstance(entries, dict) or not all(_valid(e) for e in entries.values()):
+            raise ValueError("not a vexplain engine cache of this version")
+        return dict(entries)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        warn(f"engine cache {path} ignored ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'}); engines are probed again and the file rewritten")
+        return {}
+
+
+def _valid(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict) and isinstance(entry.get("engine"), str) and isinstance(entry.get("batch_size"), int)
+        and entry["batch_size"] >= 1 and isinstance(entry.get("reason"), str) and isinstance(entry.get("probes"), dict)
+        and all(isinstance(b, dict) and all(isinstance(t, (int, float)) for t in b.values()) for b in entry["probes"].values())
+    )
+
+
+def auto_scorer(adapter: Any, method: str, inputs: torch.Tensor, options: dict[str, Any], perturbed: int, per_call: int) -> tuple[Any, int, dict[str, Any]]:
+    """``(scorer, batch_size, notes)`` for a method that runs ``perturbed`` masked inputs in all
+    (at most ``per_call`` in one batch) through ``adapter.scorer``: the engine of
+    ``options["engine"]`` (chosen as the module notes say when "auto") and the batch size
+    (``options["batch_size"]``, else the probed one, else the one derived from ``memory_mb``).
+    ``notes`` (``engine_reason``, ``engine_probes``) are empty unless the engine was "auto"."""
+    from .perturbation import derived_batch_size
+
+    default = derived_batch_size(options, inputs.shape[1:])
+    sample = inputs[:1]
+    if options.get("engine", "auto") != "auto":
+        return adapter.scorer(options["engine"], sample=sample), default, {}
+    rule = adapter.scorer("auto", sample=sample)
+    given = options.get("batch_size")
+    sizes = [default] if rule.notes.get("fixed_batch") else probe_batches(default, per_call, given)
+    batch = sample.expand(sizes[-1], *sample.shape[1:]).contiguous()
+
+    def candidate(scorer: Any) -> Candidate:
+        return Candidate(scorer.engine, lambda size: scorer.run(batch[:size]), scorer)
+
+    reason = rule.notes.get("engine_reason") or rule.notes.get("engine_fallback")
+    key = cache_key(adapter, "forward", method, inputs.shape[1:], {"batch_size": given, "default_batch": default})
+    picked, built = choose(
+        key, candidate(rule), reason, lambda engine: candidate(adapter.scorer(engine, sample=sample)), adapter.engines("forward"),
+        sizes, perturbed, adapter.device, default,
+    )
+    scorer = built.built if built is not None else adapter.scorer(picked.engine, sample=sample)
+    return scorer, (given or picked.batch_size), picked.notes()
+
+
+def auto_box_engine(
+    adapter: Any, method: str, images: torch.Tensor, window: tuple[int, int], stride: tuple[int, int], options: dict[str, Any],
+    tops: torch.Tensor, lefts: torch.Tensor, default_batch: int,
+) -> tuple[str, int, dict[str, Any]]:
+    """``(engine, batch_size, notes)`` for occlusion of ``images`` with windows at ``tops``/``lefts``
+    (CPU): ``options["engine"]`` unless it is "auto" with exact settings; then probed as the module
+    notes say, on boxed copies of the first image at windows spread over the grid. ``engine`` is
+    what to pass to ``adapter.box_scorers`` ("auto" when the adapter's own rule won, so its notes
+    stay as they are)."""
+    given = options.get("batch_size")
+    approximate = options.get("field_limit") is not None or options.get("precision", "fp32") != "fp32"
+    if options["engine"] != "auto" or approximate:
+        notes = {"engine_reason": "rule: approximate settings (field_limit, precision) are not probed"} if options["engine"] == "auto" else {}
+        return options["engine"], default_batch, notes
+    first = images[:1]
+    baseline = options["baseline"]
+
+    def candidate(engine: str) -> Candidate:
+        scorer = adapter.box_scorers(first, window, baseline, engine, None, "fp32")[0]
+
+        def run(size: int) -> Any:
+            picks = ((torch.arange(size) + 0.5) * len(tops) / size).long()
+            return scorer.run(tops[picks], lefts[picks])
+
+        return Candidate(scorer.engine, run, scorer)
+
+    rule = candidate("auto")
+    sizes = probe_batches(default_batch, len(tops), given)
+    settings = {"window": list(window), "stride": list(stride), "batch_size": given, "default_batch": default_batch}
+    key = cache_key(adapter, "occlusion", method, images.shape[1:], settings)
+    picked, _ = choose(
+        key, rule, rule.built.notes.get("engine_fallback"), candidate, adapter.engines("occlusion"), sizes, len(tops) * len(images),
+        adapter.device, default_batch, rule.built.notes.get("engine_reason"),
+    )
+    notes = picked.notes()
+    notes.pop("engine")
+    return ("auto" if picked.engine == rule.engine else picked.engine), (given or picked.batch_size), notes
