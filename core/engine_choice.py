@@ -154,26 +154,27 @@ def run_probes(candidates: Sequence[Candidate], sizes: Sequence[int], inputs: in
 
 
 def choose(
-    key: dict[str, Any], rule: Candidate, rule_reason: str | None, others: Callable[[str], Candidate], engines: Sequence[str],
-    sizes: Sequence[int], inputs: int, device: torch.device, default_batch: int, rule_note: str | None = None,
+    key: dict[str, Any], build_rule: Callable[[], tuple[Candidate, str | None, str | None]], others: Callable[[str], Candidate],
+    engines: Sequence[str], sizes: Sequence[int], inputs: int, device: torch.device, default_batch: int,
 ) -> tuple[Choice, Candidate | None]:
-    """The engine and batch size for one call, and the built candidate of that engine when it was
-    built here (None: build it). ``key``: what the choice depends on (see ``cache_key``); ``rule``:
-    the adapter's own ``auto`` choice, built, with ``rule_reason`` when it had one of its own
-    (then nothing is timed); ``others(engine)`` builds another candidate (a ``VexplainError``
-    leaves it out); ``engines``: the adapter's declared engines; ``sizes``: batch sizes to probe;
-    ``inputs``: perturbed inputs in the call; ``rule_note``: why the rule picked its engine, quoted
-    when the rule decides."""
+    """The engine and batch size for one call, and the built candidate of that engine when one was
+    built here (None: the caller builds it). ``key``: what the choice depends on (``cache_key``),
+    looked up first; ``build_rule()``: the adapter's own ``auto`` choice, built, with the reason it
+    had to take it (a callable target, a model it cannot export or trace: then nothing is timed)
+    and its note on why it picked it (quoted when the rule decides); ``others(engine)`` builds
+    another candidate (a ``VexplainError`` leaves it out, named); ``engines``: the adapter's
+    declared engines; ``sizes``: batch sizes to probe, largest first; ``inputs``: perturbed inputs
+    in the call."""
     text = json.dumps(key, sort_keys=True, default=str)
     cached = _lookup(text)
-    rule_batch = sizes[-1] if len(sizes) == 1 else default_batch
-    if rule_reason is not None:
-        return Choice(rule.engine, rule_batch, f"rule: {rule_reason}"), rule
     if cached is not None and cached["engine"] in engines:
-        built = rule if cached["engine"] == rule.engine else None
-        reason = f"cached probe: {cached['reason']}"
-        return Choice(cached["engine"], int(cached["batch_size"]), reason, {e: {int(s): t for s, t in b.items()} for e, b in cached["probes"].items()}), built
-    ruled = f"rule ({rule.engine}{': ' + rule_note if rule_note else ''})"
+        probes = {e: {int(s): t for s, t in b.items()} for e, b in cached["probes"].items()}
+        return Choice(cached["engine"], int(cached["batch_size"]), f"cached probe: {cached['reason']}", probes), None
+    rule, forced, note = build_rule()
+    rule_batch = sizes[0] if len(sizes) == 1 else default_batch
+    if forced is not None:
+        return Choice(rule.engine, rule_batch, f"rule: {forced}"), rule
+    ruled = f"rule ({rule.engine}{': ' + note if note else ''})"
     if inputs < MIN_PROBE_INPUTS:
         return Choice(rule.engine, rule_batch, f"{ruled}: {inputs} perturbed inputs, under {MIN_PROBE_INPUTS}: not timed"), rule
     candidates, left_out = [rule], []
@@ -190,8 +191,7 @@ def choose(
     timings = ", ".join(f"{e} {min(t.values()) * 1e3:.3g} ms" for e, t in picked.probes.items())
     picked.reason = "; ".join([f"probe: fastest per perturbed input of {timings} (batch {picked.batch_size})", *why, *left_out])
     _store(text, picked)
-    built = next(c for c in candidates if c.engine == picked.engine)
-    return picked, built
+    return picked, next(c for c in candidates if c.engine == picked.engine)
 
 
 def cache_key(adapter: Any, purpose: str, method: str, shape: Sequence[int], settings: dict[str, Any]) -> dict[str, Any]:
@@ -300,18 +300,21 @@ def auto_scorer(adapter: Any, method: str, inputs: torch.Tensor, options: dict[s
     sample = inputs[:1]
     if options.get("engine", "auto") != "auto":
         return adapter.scorer(options["engine"], sample=sample), default, {}
-    rule = adapter.scorer("auto", sample=sample)
     given = options.get("batch_size")
-    sizes = [default] if rule.notes.get("fixed_batch") else probe_batches(default, per_call, given)
-    batch = sample.expand(sizes[-1], *sample.shape[1:]).contiguous()
+    fixed = getattr(adapter, "fixed_batch", None)
+    sizes = [default] if fixed else probe_batches(default, per_call, given)
+    batch = sample.expand(sizes[0], *sample.shape[1:]).contiguous()
 
     def candidate(scorer: Any) -> Candidate:
         return Candidate(scorer.engine, lambda size: scorer.run(batch[:size]), scorer)
 
-    reason = rule.notes.get("engine_reason") or rule.notes.get("engine_fallback")
+    def build_rule() -> tuple[Candidate, str | None, str | None]:
+        rule = adapter.scorer("auto", sample=sample)
+        return candidate(rule), rule.notes.get("engine_reason") or rule.notes.get("engine_fallback"), None
+
     key = cache_key(adapter, "forward", method, inputs.shape[1:], {"batch_size": given, "default_batch": default})
     picked, built = choose(
-        key, candidate(rule), reason, lambda engine: candidate(adapter.scorer(engine, sample=sample)), adapter.engines("forward"),
+        key, build_rule, lambda engine: candidate(adapter.scorer(engine, sample=sample)), adapter.engines("forward"),
         sizes, perturbed, adapter.device, default,
     )
     scorer = built.built if built is not None else adapter.scorer(picked.engine, sample=sample)
@@ -344,14 +347,17 @@ def auto_box_engine(
 
         return Candidate(scorer.engine, run, scorer)
 
-    rule = candidate("auto")
+    rules: list[Candidate] = []
+
+    def build_rule() -> tuple[Candidate, str | None, str | None]:
+        rules.append(candidate("auto"))
+        return rules[0], rules[0].built.notes.get("engine_fallback"), rules[0].built.notes.get("engine_reason")
+
     sizes = probe_batches(default_batch, len(tops), given)
     settings = {"window": list(window), "stride": list(stride), "batch_size": given, "default_batch": default_batch}
     key = cache_key(adapter, "occlusion", method, images.shape[1:], settings)
-    picked, _ = choose(
-        key, rule, rule.built.notes.get("engine_fallback"), candidate, adapter.engines("occlusion"), sizes, len(tops) * len(images),
-        adapter.device, default_batch, rule.built.notes.get("engine_reason"),
-    )
+    picked, built = choose(key, build_rule, candidate, adapter.engines("occlusion"), sizes, len(tops) * len(images), adapter.device, default_batch)
     notes = picked.notes()
     notes.pop("engine")
-    return ("auto" if picked.engine == rule.engine else picked.engine), (given or picked.batch_size), notes
+    rule_won = bool(rules) and built is rules[0]
+    return ("auto" if rule_won else picked.engine), (given or picked.batch_size), notes
