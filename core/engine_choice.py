@@ -6,15 +6,17 @@ Definitions:
   ``"forward"`` for batched masked inputs, ``"occlusion"`` for boxed images), the adapter's own rule
   choice (``engine="auto"`` before this module existed) first. Approximate settings (a
   ``field_limit``, reduced precision) are never probed: the rule decides.
-- **probe**: each candidate first runs the batch the rule would run (the memory-derived batch
-  size, capped at the inputs one call has: a fair comparison of engines at the batch they would
-  get), then the smaller ``PROBE_BATCHES`` while the budget lasts; each timing spans at least
-  ``MIN_SAMPLE_SECONDS`` (:func:`measure`). The scores are thrown away: the maps are always
-  computed by the chosen engine, full run, so a probe never changes a value.
-- **budget**: the smaller batches are timed while probing has taken less than
+- **probe**: each candidate runs one input untimed (lazy initialisation), then is timed at
+  ``PROBE_START`` inputs, then at the other sizes (``PROBE_BATCHES`` below the memory-derived
+  batch size, and that size), smallest first, while the budget lasts; each timing spans at least
+  ``MIN_SAMPLE_SECONDS`` (:func:`measure`). An engine not timed at the memory-derived size gets a
+  prediction there from its per-call overhead and per-input cost (a line through its two largest
+  timed batches). The scores are thrown away: the maps are always computed by the chosen
+  engine, full run, so a probe never changes a value.
+- **budget**: a size is timed only while probing is predicted to stay within
   ``max(PROBE_SECONDS, PROBE_FRACTION × estimated run)``, the estimate being the fastest seconds
-  per input so far × the call's inputs. The first timings (one batch per engine) are always taken:
-  on runs of a few seconds they cost more than 5 %, once per process (the cache).
+  per input at ``PROBE_START`` × the call's inputs (an overestimate where batches amortise a
+  per-call overhead). The first timing of each engine is always taken.
 - **choice**: the (engine, batch size) of the fewest seconds per perturbed input. A user's
   ``batch_size`` is kept (only engines are compared).
 - **rule** (deterministic, no timing): fewer than ``MIN_PROBE_INPUTS`` perturbed inputs, an
@@ -52,8 +54,9 @@ ENGINES: dict[str, tuple[str, ...]] = {
     "forward": ("auto", "onnx", "torch"),
     "occlusion": ("auto", "incremental", "onnx", "torch"),
 }
-#: batch sizes probed (those up to the memory-derived batch size, which is always probed too)
-PROBE_BATCHES = (1, 8, 32, 64)
+#: batch sizes probed (those up to the memory-derived batch size, which is always probed too);
+#: every engine is timed at PROBE_START first
+PROBE_BATCHES, PROBE_START = (1, 8, 32, 64), 8
 #: a probed batch is timed over at least MIN_SAMPLE_SECONDS, twice (the fastest counts) when that
 #: took under REPEAT_BELOW_SECONDS (a machine shared with others makes single short samples noisy)
 PROBE_REPEATS, MIN_SAMPLE_SECONDS, REPEAT_BELOW_SECONDS = 2, 0.02, 0.1
@@ -127,29 +130,48 @@ def probe_batches(default: int, most: int, given: int | None) -> list[int]:
 
 
 def run_probes(candidates: Sequence[Candidate], sizes: Sequence[int], inputs: int, device: torch.device) -> tuple[Choice | None, list[str]]:
-    """Every candidate timed at ``sizes[0]`` (the batch the rule would run), then at the smaller
-    ``sizes`` while the budget lasts; the fastest (engine, batch) per input, or None (with the line
-    why) when the first candidate's run is estimated under ``MIN_RUN_SECONDS``."""
+    """The fastest (engine, batch) per input among ``candidates`` at ``sizes`` (largest first, the
+    first being the batch the rule would run), or None (with the line why) when the first
+    candidate's run is estimated under ``MIN_RUN_SECONDS``.
+
+    Every candidate runs one input untimed (lazy initialisation), then is timed at
+    ``min(PROBE_START, sizes[0])``; the other sizes follow, smallest first, each engine's only while
+    the budget is predicted to last. An engine not timed at ``sizes[0]`` but at two sizes gets a
+    prediction there from a line through its last two per-call times (per-call overhead + per-input
+    cost), so an engine whose batches amortise a large overhead is not judged by its small ones."""
+    top = sizes[0]
+    start = top if len(sizes) == 1 else min(PROBE_START, top)
     probes: dict[str, dict[int, float]] = {}
-    started, why = time.perf_counter(), []
+    started = time.perf_counter()
     for candidate in candidates:
-        probes[candidate.engine] = {sizes[0]: measure(candidate.engine, sizes[0], candidate.run, device)}
+        candidate.run(1)
+        probes[candidate.engine] = {start: measure(candidate.engine, start, candidate.run, device)}
         if len(probes) == 1:
-            estimate = probes[candidate.engine][sizes[0]] * inputs
+            estimate = probes[candidate.engine][start] * inputs
             if estimate < MIN_RUN_SECONDS:
                 return None, [f"estimated run {estimate:.2g} s, under {MIN_RUN_SECONDS} s: not worth probing"]
-    budget = max(PROBE_SECONDS, PROBE_FRACTION * min(min(t.values()) for t in probes.values()) * inputs)
+    budget = max(PROBE_SECONDS, PROBE_FRACTION * min(t[start] for t in probes.values()) * inputs)
     skipped: dict[int, int] = {}
-    for size in sizes[1:]:
+    for size in sorted(s for s in sizes if s != start):
         for candidate in candidates:
             timings = probes[candidate.engine]
-            if time.perf_counter() - started + max(MIN_SAMPLE_SECONDS, size * min(timings.values())) > budget:
+            cost = max(MIN_SAMPLE_SECONDS, size * timings[max(timings)])
+            if time.perf_counter() - started + cost > budget:
                 skipped[size] = skipped.get(size, 0) + 1
                 continue
             timings[size] = measure(candidate.engine, size, candidate.run, device)
-    if skipped:
-        why.append(f"probe budget {budget:.2g} s: batch {', '.join(map(str, skipped))} not timed on {max(skipped.values())} engine(s)")
-    engine, size = min(((e, s) for e, t in probes.items() for s in t), key=lambda es: probes[es[0]][es[1]])
+    why = [f"probe budget {budget:.2g} s: batch {', '.join(map(str, sorted(skipped, reverse=True)))} not timed on {max(skipped.values())} engine(s)"] if skipped else []
+    options = [(t[s], e, s, "") for e, t in probes.items() for s in t]
+    for engine, timings in probes.items():
+        if top not in timings and len(timings) >= 2:
+            small, large = sorted(timings)[-2:]
+            per_input = (timings[large] * large - timings[small] * small) / (large - small)
+            overhead = max(0.0, timings[large] * large - per_input * large)
+            if per_input > 0:
+                options.append((min(timings[large], per_input + overhead / top), engine, top, " (predicted)"))
+    seconds, engine, size, how = min(options)
+    if how:
+        why.append(f"{engine} at batch {top}: {seconds * 1e3:.3g} ms per input predicted from batches {', '.join(map(str, sorted(probes[engine])))}")
     return Choice(engine, size, "", probes), why
 
 

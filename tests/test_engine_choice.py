@@ -255,3 +255,23 @@ def test_measure_times_at_least_a_sample_per_call():
     calls = []
     seconds = engine_choice.measure("torch", 4, lambda batch: calls.append(batch), torch.device("cpu"))
     assert calls and set(calls) == {4} and seconds >= 0
+
+
+def test_an_engine_timed_only_on_small_batches_is_judged_by_its_prediction_at_the_rule_batch(monkeypatch):
+    # incremental: 100 ms per call + 1 ms per window; ONNX Runtime: 3 ms per window at any batch.
+    # The budget stops incremental after batches 8 and 1, where it looks 4-30x slower; the line
+    # through them predicts 1.4 ms per window at the rule's batch of 256, which wins
+    now = [0.0]
+    monkeypatch.setattr(engine_choice, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: now[0])}))
+
+    def measure(engine, batch, run, device):
+        seconds = 0.1 + 0.001 * batch if engine == "incremental" else 0.003 * batch
+        now[0] += seconds
+        return seconds / batch
+
+    monkeypatch.setattr(engine_choice, "measure", measure)
+    candidates = [engine_choice.Candidate(engine, lambda size: None) for engine in ("incremental", "onnx")]
+    choice, why = engine_choice.run_probes(candidates, [256, 64, 32, 8, 1], 1000, torch.device("cpu"))
+    assert sorted(choice.probes["incremental"]) == [1, 8] and sorted(choice.probes["onnx"]) == [1, 8, 32]
+    assert (choice.engine, choice.batch_size) == ("incremental", 256)
+    assert any("predicted" in line for line in why) and any("not timed" in line for line in why)
