@@ -161,18 +161,34 @@ def run_probes(candidates: Sequence[Candidate], sizes: Sequence[int], inputs: in
                 continue
             timings[size] = measure(candidate.engine, size, candidate.run, device)
     why = [f"probe budget {budget:.2g} s: batch {', '.join(map(str, sorted(skipped, reverse=True)))} not timed on {max(skipped.values())} engine(s)"] if skipped else []
-    options = [(t[s], e, s, "") for e, t in probes.items() for s in t]
+    options = []
     for engine, timings in probes.items():
-        if top not in timings and len(timings) >= 2:
-            small, large = sorted(timings)[-2:]
-            per_input = (timings[large] * large - timings[small] * small) / (large - small)
-            overhead = max(0.0, timings[large] * large - per_input * large)
-            if per_input > 0:
-                options.append((min(timings[large], per_input + overhead / top), engine, top, " (predicted)"))
+        at_top, how = _at_top(timings, top)
+        options.append((at_top, engine, top, how))
+        if how != "bound":  # a smaller batch is chosen only when it beat this engine's own (timed or predicted) batch top
+            options += [(t, engine, size, "") for size, t in timings.items() if size != top]
     seconds, engine, size, how = min(options)
-    if how:
+    if how == "predicted":
         why.append(f"{engine} at batch {top}: {seconds * 1e3:.3g} ms per input predicted from batches {', '.join(map(str, sorted(probes[engine])))}")
+    elif how == "bound":
+        why.append(f"{engine} timed at batch {min(probes[engine])} only, run at batch {top}")
     return Choice(engine, size, "", probes), why
+
+
+def _at_top(timings: dict[int, float], top: int) -> tuple[float, str]:
+    """An engine's seconds per input at batch ``top`` and how they are known: "timed"; "predicted"
+    by a line (per-call overhead + per-input cost) through its two largest timed batches; or, with
+    one smaller batch timed, that timing as a "bound" (larger batches amortise more)."""
+    if top in timings:
+        return timings[top], "timed"
+    if len(timings) >= 2:
+        small, large = sorted(timings)[-2:]
+        per_input = (timings[large] * large - timings[small] * small) / (large - small)
+        overhead = max(0.0, timings[large] * large - per_input * large)
+        if per_input > 0:
+            return min(timings[large], per_input + overhead / top), "predicted"
+        return timings[large], "bound"
+    return next(iter(timings.values())), "bound"
 
 
 def choose(
@@ -200,7 +216,7 @@ def choose(
     if inputs < MIN_PROBE_INPUTS:
         return Choice(rule.engine, rule_batch, f"{ruled}: {inputs} perturbed inputs, under {MIN_PROBE_INPUTS}: not timed"), rule
     candidates, left_out = [rule], []
-    for engine in engines:
+    for engine in sorted(engines, key=lambda name: name == "onnx"):  # ONNX Runtime's spinning threads would slow what runs after it
         if engine in ("auto", rule.engine):
             continue
         try:
@@ -247,6 +263,19 @@ def cached_choice(adapter: Any, purpose: str, method: str, shape: Sequence[int],
     """The choice an earlier call made for this key (``engine``, ``batch_size``, ``reason``,
     ``probes``), or None: for callers that pin it, e.g. a data-set run handing it to other processes."""
     return _lookup(json.dumps(cache_key(adapter, purpose, method, shape, settings), sort_keys=True, default=str))
+
+
+def pinned(options: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``engine`` and ``batch_size`` fixed to those an explanation recorded
+    (``exp.options``) when ``options`` left them to "auto" / derived: for a data-set run, so every
+    later batch, shard and worker process runs the first batch's choice (bit-identical rows
+    whichever worker explains an image). Options that chose themselves are kept."""
+    out = dict(options)
+    if out.get("engine", "auto") == "auto" and "engine" in recorded and "engine_reason" in recorded:
+        out["engine"] = recorded["engine"]
+        if out.get("batch_size") is None and "batch_size" in recorded:
+            out["batch_size"] = recorded["batch_size"]
+    return out
 
 
 def clear_cache() -> None:

@@ -90,8 +90,9 @@ def test_probe_budget_leaves_smaller_batches_untimed_and_says_so(monkeypatch):
     monkeypatch.setattr(engine_choice, "PROBE_FRACTION", 0.0)
     timings = stub(monkeypatch, {"incremental": 2e-3, "onnx": 1e-3, "torch": 3e-3})
     exp = occlusion(seeded_cnn(), images(1, size=16))
-    top = exp.options["batch_size"]
-    assert {batch for _, batch in timings.calls} == {top} and "not timed" in exp.options["engine_reason"]
+    # every engine timed at PROBE_START only; the winner runs the rule's batch (49 windows), not the untested 8
+    assert {batch for _, batch in timings.calls} == {engine_choice.PROBE_START} and exp.options["batch_size"] == 49
+    assert "not timed" in exp.options["engine_reason"] and "onnx timed at batch 8 only, run at batch 49" in exp.options["engine_reason"]
 
 
 @pytest.mark.parametrize("winner", ["incremental", "onnx", "torch"])
@@ -275,3 +276,18 @@ def test_an_engine_timed_only_on_small_batches_is_judged_by_its_prediction_at_th
     assert sorted(choice.probes["incremental"]) == [1, 8] and sorted(choice.probes["onnx"]) == [1, 8, 32]
     assert (choice.engine, choice.batch_size) == ("incremental", 256)
     assert any("predicted" in line for line in why) and any("not timed" in line for line in why)
+
+
+def test_pinned_options_rerun_the_recorded_choice_exactly(monkeypatch):
+    stub(monkeypatch, {"incremental": 2e-3, "onnx": 1e-3, "torch": 3e-3})
+    model, x = seeded_cnn(), images(2, size=16)
+    first = occlusion(model, x)
+    options = engine_choice.pinned({"window": 4, "stride": 2}, first.options)
+    assert options == {"window": 4, "stride": 2, "engine": "onnx", "batch_size": first.options["batch_size"]}
+    engine_choice.clear_cache()  # another worker process, no cache: the pinned options need none
+    never = stub(monkeypatch, {})
+    again = vx.explain(model, x, method="occlusion", **options)
+    assert never.calls == [] and again.options["engine"] == "onnx"
+    np.testing.assert_array_equal(again.maps, first.maps)
+    assert engine_choice.pinned({"engine": "torch"}, first.options) == {"engine": "torch"}
+    assert engine_choice.pinned({"batch_size": 3}, first.options) == {"batch_size": 3, "engine": "onnx"}
