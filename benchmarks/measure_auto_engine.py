@@ -184,7 +184,7 @@ def main() -> None:
     from vexplain.demo import model as demo_module
 
     batches = [
-        batch_case("onnx demo_cnn", (demo_module.ASSETS / "demo_cnn.onnx").read_bytes(), demo_inputs(1), 2000, repeats),
+        batch_case("onnx demo_cnn", (demo_module.ASSETS / "demo_cnn.onnx").read_bytes(), demo_inputs(1), 1000, repeats),
         batch_case("onnx wide (batch-sensitive)", onnx_bytes(seeded(WideNet()), (3, 48, 48)), torch.randn((1, 3, 48, 48)), 512, repeats),
     ]
     print(f"\nload average at end: {os.getloadavg()}")
