@@ -164,9 +164,19 @@ class OnnxAdapter(ModelAdapter):
         tensors = run_batched(self.session, self.input_name, names, inputs, batch_size or self.batch_size, self.fixed_batch)
         return self._read(tensors, len(inputs))
 
+    def engine_key(self) -> str:
+        """The graph's SHA-256 (and the providers), or the session object's id when no graph is known."""
+        if self._data is None:
+            return super().engine_key()
+        with self._cache_lock:
+            if getattr(self, "_engine_key", None) is None:
+                import hashlib
+
+                self._engine_key = f"onnx:{hashlib.sha256(self._data).hexdigest()[:32]}:{','.join(self.session.get_providers())}"
+        return self._engine_key
+
     def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
-        if engine not in ("auto", "onnx"):
-            raise self._unsupported(f"engine '{engine}'", "an ONNX model runs on engine 'onnx' only")
+        self.check_engine("forward", engine)
         notes = {"providers": self.session.get_providers()}
         if self.fixed_batch:
             notes["fixed_batch"] = self.fixed_batch

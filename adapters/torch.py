@@ -202,10 +202,21 @@ class TorchAdapter(ModelAdapter):
             raise ModelLoadError(f"{self.describe()} returned {shape}; vexplain needs scores of shape (N, K), or targets= a callable scoring the output")
         return output.float()
 
+    def engines(self, purpose: str) -> tuple[str, ...]:
+        """Every engine of ``core.engine_choice.ENGINES[purpose]``: torch, ONNX Runtime (an export) and, for occlusion, incremental."""
+        from vexplain.core.engine_choice import ENGINES
+
+        return ENGINES[purpose]
+
+    def engine_key(self) -> str:
+        """The architecture (``engine_choice.structure_key``), the explained output and whether a callable target is bound."""
+        from vexplain.core.engine_choice import structure_key
+
+        return f"torch:{structure_key(self.model)}:output={self.output}:callable={self._score_function is not None}"
+
     def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
         """``auto``: ONNX Runtime for a CPU model (exported once, cached), torch on any other device."""
-        if engine not in ("auto", "torch", "onnx"):
-            raise self._unsupported(f"engine '{engine}'", "choose 'auto', 'torch' or 'onnx'")
+        self.check_engine("forward", engine)
         if self._score_function is not None:  # an arbitrary Python callable cannot be exported
             if engine == "onnx":
                 raise self._unsupported("engine 'onnx'", "callable targets run in torch; use engine 'auto' or 'torch'")

@@ -35,8 +35,7 @@ adapter: "TorchAdapter", images: torch.Tensor, window: tuple[int, int], baseline
     inference. ``precision`` "bf16"/"fp16" runs the torch engines under autocast (approximate)
     and notes the largest change it makes to the unoccluded scores, against true float32 (TF32
     off), as ``precision_error``."""
-    if engine not in ("auto", "incremental", "torch", "onnx"):
-        raise adapter._unsupported(f"engine '{engine}'", "choose 'auto', 'incremental', 'onnx' or 'torch'")
+    adapter.check_engine("occlusion", engine)
     if precision != "fp32" and engine == "onnx":
         raise adapter._unsupported(f"precision '{precision}' with engine 'onnx'", "reduced precision runs in torch; use engine 'auto', 'incremental' or 'torch'")
     if engine == "auto" and field_limit is None and not incremental_pays(adapter.device, tuple(images.shape[2:])):

@@ -132,10 +132,26 @@ class ModelAdapter(ABC):
     def forward(self, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """Scores ``(N, K)`` for inputs ``(N, C, H, W)``, computed in batches of ``batch_size``."""
 
+    def engines(self, purpose: str) -> tuple[str, ...]:
+        """The exact engines this adapter runs for ``purpose`` ("forward": ``scorer``; "occlusion":
+        ``box_scorers``), "auto" first; ``engine="auto"`` times them (``core/engine_choice.py``).
+        By default the backend's own engine only."""
+        return ("auto", self.backend)
+
+    def engine_key(self) -> str:
+        """What identifies this model for the engine-choice cache (``core/engine_choice.py``): by
+        default the adapter object itself, for this process."""
+        return f"{type(self).__qualname__}@{id(self):x}"
+
+    def check_engine(self, purpose: str, engine: str) -> None:
+        """``UnsupportedCapability`` naming the declared engines when ``engine`` is not one of them."""
+        offered = self.engines(purpose)
+        if engine not in offered:
+            raise self._unsupported(f"engine '{engine}'", f"choose {', '.join(repr(e) for e in offered[:-1])} or {offered[-1]!r}" if len(offered) > 1 else f"choose {offered[0]!r}")
+
     def scorer(self, engine: str = "auto", sample: torch.Tensor | None = None) -> Scorer:
         """The fastest exact batched forward for many perturbed inputs (``engine`` may force one)."""
-        if engine not in ("auto", self.backend):
-            raise self._unsupported(f"engine '{engine}'", f"this adapter runs engine '{self.backend}' only")
+        self.check_engine("forward", engine)
         return Scorer(lambda batch: self.forward(batch), self.backend)
 
     def box_scorers(

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from vexplain.core.adapter import ModelAdapter, Scorer
-from vexplain.core.options import Option, choice, number
-from vexplain.core.perturbation import batch_options, derived_batch_size
+from vexplain.core.options import Option, number
+from vexplain.core.engine_choice import auto_scorer, engine_option
+from vexplain.core.perturbation import batch_options
 from vexplain.core.targets import TargetRequest, gather_scores
 
 from ._superpixels import superpixel_options
@@ -24,7 +25,7 @@ def feature_options(cells: int = 8) -> dict[str, Option]:
         **superpixel_options(cells),
         "baseline": Option(0.0, number(), "the value a removed feature's pixels take (preprocessed units)"),
         **batch_options("perturbed inputs per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the perturbed batches"),
+        "engine": engine_option("forward", "which engine runs the perturbed batches"),
     }
 
 
@@ -47,11 +48,14 @@ class CoalitionScorer:
         return torch.cat(values)
 
 
-def prepared(adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> tuple[Scorer, torch.Tensor, torch.Tensor, int]:
-    """``(scorer, scores, chosen targets, batch_size)``: the engine, the clean scores from it and
-    the targets they resolve to."""
-    batch_size = derived_batch_size(options, inputs.shape[1:])
-    scorer = adapter.scorer(options["engine"], sample=inputs[:1])
+def prepared(
+    adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any], method: str, per_image: int
+) -> tuple[Scorer, torch.Tensor, torch.Tensor, int]:
+    """``(scorer, scores, chosen targets, batch_size)``: the engine (``core/engine_choice.py`` for
+    "auto", ``per_image`` perturbed inputs per image, about), the clean scores from it and the
+    targets they resolve to; the choice's notes are kept on the scorer for ``notes_of``."""
+    scorer, batch_size, choice_notes = auto_scorer(adapter, method, inputs, options, per_image * len(inputs), per_image)
+    scorer = Scorer(scorer.run, scorer.engine, {**scorer.notes, **choice_notes})
     scores = torch.cat([scorer.run(inputs[start : start + batch_size]).to(inputs.device) for start in range(0, len(inputs), batch_size)])
     return scorer, scores, targets.select(scores), batch_size
 

@@ -33,7 +33,7 @@ class FeatureAblation(Explainer):
     options = feature_options()
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
-        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options)
+        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options, self.name, options["cells"] ** 2)
         labels = feature_labels(inputs, options)
         base = gather_scores(scores, chosen).double()
         values = []

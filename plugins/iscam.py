@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from vexplain.core.adapter import ACTIVATIONS
+from vexplain.core.engine_choice import engine_option
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import MAX_SAMPLES, choice, integer, Option
+from vexplain.core.options import MAX_SAMPLES, integer, Option
 from vexplain.core.perturbation import batch_options
 
 from ._masked_scores import mean_gain_weights
@@ -44,14 +45,14 @@ class IsCam(CamExplainer):
         **CamExplainer.options,
         "samples": Option(10, integer(1, maximum=MAX_SAMPLES), f"integration points s/S along the path to the full mask (at most {MAX_SAMPLES})"),
         **batch_options("masked inputs per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
+        "engine": engine_option("forward", "which engine runs the masked batches"),
     }
     #: the integration points for ``samples`` (a hook for tests that reproduce torchcam's path)
     coefficients = staticmethod(path_coefficients)
 
     def weights(self, step: CamStep) -> torch.Tensor:
         coefficients = self.coefficients(step.options["samples"])
-        return mean_gain_weights(step, len(coefficients), lambda masks, sample, _: masks * coefficients[sample])
+        return mean_gain_weights(step, len(coefficients), lambda masks, sample, _: masks * coefficients[sample], self.name)
 
 
 @hookimpl

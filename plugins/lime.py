@@ -72,7 +72,7 @@ class Lime(Explainer):
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
-        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options)
+        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options, self.name, options["samples"])
         labels = feature_labels(inputs, options)
         values = []
         for n, (image, label) in enumerate(zip(inputs, labels)):

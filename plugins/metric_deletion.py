@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 import torch
 
 from vexplain.core.adapter import FORWARD
+from vexplain.core.engine_choice import engine_option
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult
 from vexplain.core.metric_tools import (
@@ -28,7 +29,7 @@ def _options(default_substrate: str) -> dict[str, Option]:
         "substrate": Option(default_substrate, choice(*SUBSTRATES), "what removed pixels become: zeros, mean or blur"),
         "blur_sigma": Option(5.0, number(above=0), "std in pixels of the Gaussian blur substrate; at most max(H, W)"),
         **batch_options("perturbed images per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the perturbed batches"),
+        "engine": engine_option("forward", "which engine runs the perturbed batches"),
     }
 
 

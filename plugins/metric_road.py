@@ -10,11 +10,12 @@ import torch
 
 from vexplain.core.adapter import FORWARD
 from vexplain.core.errors import InvalidOption
+from vexplain.core.engine_choice import engine_option
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.imputation import noisy_linear_impute
 from vexplain.core.metric import EvaluationCase, Metric, MetricResult
 from vexplain.core.metric_tools import relevance_ranks, target_probabilities
-from vexplain.core.options import Option, choice, integer, number, seed
+from vexplain.core.options import Option, integer, number, seed
 from vexplain.core.perturbation import batch_options, derived_batch_size
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -63,7 +64,7 @@ class Road(Metric):
         "noise": Option(0.01, number(minimum=0), "std of the Gaussian noise added to imputed values"),
         "seed": Option(0, seed(), "seed of the imputation noise, 0 .. 2**63 - 1"),
         **batch_options("imputed images per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the imputed batches"),
+        "engine": engine_option("forward", "which engine runs the imputed batches"),
     }
 
     def evaluate(self, case: EvaluationCase, options: dict[str, Any]) -> MetricResult:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from vexplain.core.adapter import FORWARD, BoxScorer, ModelAdapter
+from vexplain.core.engine_choice import auto_box_engine, engine_option
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
@@ -39,9 +40,12 @@ class Occlusion(Explainer):
     Engines (all exact): ``incremental`` recomputes, for each window, only the part of each feature
     map the window can change (PyTorch models built from common layers; others fall back to batched
     full inference and say why in ``exp.options["engine_fallback"]``); ``onnx`` and ``torch`` run
-    batched full inference. ``auto`` picks ``incremental`` for PyTorch models (on a GPU only for
-    images of at least 128×128, where it pays) and the backend's own batched engine otherwise. The
-    engine used is ``exp.options["engine"]``.
+    batched full inference. ``auto`` times short probes of every exact engine the adapter declares
+    (and batch sizes up to the memory-derived one) once per model, input shape and window, and
+    keeps the fastest (``core/engine_choice.py``); small runs, and approximate settings, take the
+    rule: ``incremental`` for PyTorch models (on a GPU only for images of at least 128×128, where
+    it pays), the backend's own batched engine otherwise. ``exp.options`` records ``engine``,
+    ``engine_reason`` and ``engine_probes`` (seconds per window, per engine and batch size).
 
     ``mode="drilldown"`` is approximate (Krypton's adaptive drill-down): windows every
     ``coarse_stride`` (default: twice ``stride``, at most the window) everywhere, then every
@@ -66,7 +70,7 @@ class Occlusion(Explainer):
         "baseline": Option(0.0, number(), "value written into the occluded window (in preprocessed units)"),
         "batch_size": Option(None, optional(integer(1)), "occluded images per forward pass; default from memory_mb"),
         "memory_mb": Option(None, optional(number(above=0)), "memory budget from which batch_size is derived; default 1024 (CPU) or 1/4 of free GPU memory"),
-        "engine": Option("auto", choice("auto", "incremental", "onnx", "torch"), "which exact engine computes the occluded scores"),
+        "engine": engine_option("occlusion", "which exact engine computes the occluded scores; 'auto' times them (core/engine_choice.py)"),
         "mode": Option("exact", choice("exact", "drilldown"), "'drilldown': coarse everywhere, fine where it matters (approximate)"),
         "coarse_stride": Option(None, optional(int_pair()), "drilldown: stride of the coarse pass, at most the window; default twice stride, at most the window"),
         "top_fraction": Option(0.1, number(above=0, maximum=1), "drilldown: fraction of fine windows evaluated exactly, by coarse magnitude"),
@@ -92,6 +96,9 @@ class Occlusion(Explainer):
         coarse = _grid(height, width, window, coarse_stride, device) if drilldown else None
 
         fine_tops, fine_lefts = fine["tops"], fine["lefts"]
+        engine, batch_size, choice_notes = auto_box_engine(
+            adapter, self.name, inputs, window, stride, options, fine["cpu_tops"], fine["cpu_lefts"], batch_size
+        )
         known = _known(coarse, fine) if drilldown else None
         scores, chosen, evaluated, precision_errors = [], [], [], []
         drops = torch.zeros((len(inputs), len(fine_tops)), device=device)
@@ -100,7 +107,7 @@ class Occlusion(Explainer):
             for first in range(0, len(inputs), IMAGES_PER_CLEAN_PASS):  # each scorer holds its image's activations
                 chunk = inputs[first : first + IMAGES_PER_CLEAN_PASS]
                 chunk_scorers = adapter.box_scorers(
-                    chunk, window, options["baseline"], options["engine"], options["field_limit"], options["precision"]
+                    chunk, window, options["baseline"], engine, options["field_limit"], options["precision"]
                 )
                 for n, scorer in enumerate(chunk_scorers, start=first):
                     if n == 0:
@@ -131,6 +138,7 @@ class Occlusion(Explainer):
             "mode": options["mode"],
             **scorer.notes,
             **call_notes,
+            **choice_notes,
             "approximate": drilldown or "field_limit" in scorer.notes or options["precision"] != "fp32",
         }
         if options["precision"] != "fp32":

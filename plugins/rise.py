@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from vexplain.core.adapter import FORWARD, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
+from vexplain.core.engine_choice import auto_scorer, engine_option
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.budget import check_fits, memory_budget_mb
-from vexplain.core.options import Option, boolean, choice, integer, number, seed
-from vexplain.core.perturbation import batch_options, derived_batch_size
+from vexplain.core.options import Option, boolean, integer, number, seed
+from vexplain.core.perturbation import batch_options
 from vexplain.core.progress import progress
 from vexplain.core.targets import TargetRequest, gather_scores
 
@@ -85,7 +86,7 @@ class Rise(Explainer):
         "seed": Option(0, seed(), "seed of the masks, 0 .. 2**63 - 1"),
         "softmax": Option(False, boolean(), "score softmax(y)_t (the paper's probability) instead of y_t"),
         **batch_options("masked inputs per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
+        "engine": engine_option("forward", "which engine runs the masked batches"),
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
@@ -96,8 +97,7 @@ class Rise(Explainer):
         if cells > largest_cells:
             raise InvalidOption(f"option 'cells' of method 'rise' is {cells}, finer than the {tuple(inputs.shape[2:])} image; give at most {largest_cells} (one cell per pixel)")
         check_fits("rise", "masks", count, MaskSource.bytes_per_mask(cells), memory_budget_mb("rise", options, device), "masks")
-        batch_size = derived_batch_size(options, inputs.shape[1:])
-        scorer = adapter.scorer(options["engine"], sample=inputs[:1])
+        scorer, batch_size, choice_notes = auto_scorer(adapter, self.name, inputs, options, count * len(inputs), count)
         source = MaskSource(count, cells, options["p"], options["seed"], tuple(inputs.shape[2:]), device)
         scores = torch.cat([scorer.run(inputs[start : start + batch_size]).to(device) for start in range(0, len(inputs), batch_size)])
         chosen = targets.select(scores)
@@ -111,7 +111,7 @@ class Rise(Explainer):
                     masked_scores = torch.softmax(masked_scores, dim=1)
                 values = gather_scores(masked_scores, chosen[n].expand(len(masks)))
                 maps[n] += torch.einsum("b,bhw->hw", values.double(), wide)
-        notes = {"batch_size": batch_size, "engine": scorer.engine, **scorer.notes}
+        notes = {"batch_size": batch_size, "engine": scorer.engine, **scorer.notes, **choice_notes}
         return Attribution(maps=(maps / (count * options["p"])).float(), scores=scores, targets=chosen, notes=notes)
 
 

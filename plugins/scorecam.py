@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 from vexplain.core.adapter import ACTIVATIONS
+from vexplain.core.engine_choice import auto_scorer, engine_option
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, choice
-from vexplain.core.perturbation import batch_options, derived_batch_size
+from vexplain.core.perturbation import batch_options
 from vexplain.core.postprocess import upsample
 from vexplain.core.targets import gather_scores
 
@@ -50,14 +50,13 @@ class ScoreCam(CamExplainer):
     options = {
         **CamExplainer.options,
         **batch_options("masked inputs per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
+        "engine": engine_option("forward", "which engine runs the masked batches"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:
         inputs, acts, options = step.inputs, step.activations, step.options
         n, c = acts.shape[:2]
-        batch_size = derived_batch_size(options, inputs.shape[1:])
-        scorer = step.adapter.scorer(options["engine"], sample=inputs[:1])
+        scorer, batch_size, choice_notes = auto_scorer(step.adapter, self.name, inputs, options, n * c, n * c)
         size = tuple(inputs.shape[2:])
         flat_acts = acts.reshape(n * c, *acts.shape[2:])
         image_of = torch.arange(n, device=inputs.device).repeat_interleave(c)
@@ -67,7 +66,7 @@ class ScoreCam(CamExplainer):
             masks = activation_masks(flat_acts[rows], size)
             masked = inputs[image_of[rows]] * masks[:, None]
             scores[rows] = gather_scores(scorer.run(masked).to(inputs.device), step.targets[image_of[rows]])
-        step.notes.update({"batch_size": batch_size, "engine": scorer.engine, "masked_inputs": n * c, **scorer.notes})
+        step.notes.update({"batch_size": batch_size, "engine": scorer.engine, "masked_inputs": n * c, **scorer.notes, **choice_notes})
         return torch.softmax(scores.reshape(n, c), dim=1)
 
 

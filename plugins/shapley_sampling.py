@@ -58,7 +58,7 @@ class ShapleySampling(Explainer):
     }
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
-        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options)
+        scorer, scores, chosen, batch_size = prepared(adapter, inputs, targets, options, self.name, options["samples"] * options["cells"] ** 2)
         labels = feature_labels(inputs, options)
         values = [
             shapley_estimate(CoalitionScorer(scorer, image, label, options["baseline"], chosen[n], batch_size), options["samples"], options["seed"])

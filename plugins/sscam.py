@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from vexplain.core.adapter import ACTIVATIONS
+from vexplain.core.engine_choice import engine_option
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import MAX_SAMPLES, choice, integer, number, Option, seed
+from vexplain.core.options import MAX_SAMPLES, integer, number, Option, seed
 from vexplain.core.perturbation import batch_options
 
 from ._masked_scores import mean_gain_weights
@@ -49,7 +50,7 @@ class SsCam(CamExplainer):
         "std": Option(2.0, number(minimum=0), "standard deviation of the Gaussian noise added to the [0, 1] masks"),
         "seed": Option(0, seed(), "seed (0 .. 2**63 - 1) of the noise"),
         **batch_options("masked inputs per forward pass"),
-        "engine": Option("auto", choice("auto", "onnx", "torch"), "which engine runs the masked batches"),
+        "engine": engine_option("forward", "which engine runs the masked batches"),
     }
 
     def weights(self, step: CamStep) -> torch.Tensor:
@@ -63,7 +64,7 @@ class SsCam(CamExplainer):
                 current[sample] = sample_noise(options["seed"], sample, shape, options["std"]).to(inputs.device, inputs.dtype)
             return masks + current[sample][channels]
 
-        return mean_gain_weights(step, options["samples"], noisy)
+        return mean_gain_weights(step, options["samples"], noisy, self.name)
 
 
 @hookimpl

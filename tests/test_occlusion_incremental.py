@@ -176,7 +176,8 @@ def test_partial_drilldown_runs_incrementally_and_refining_brings_it_closer_to_e
     model = seeded_cnn(seed=2)
     x = images(2, 3, 16, seed=4)
     exact = vx.explain(model, x, method="occlusion", window=4, stride=1)
-    partial = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.25)
+    # engine named: auto times the engines (core/engine_choice.py) and may take another exact one
+    partial = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.25, engine="incremental")
     assert partial.options["engine"] == "incremental" and "engine_fallback" not in partial.options
     assert all(count < partial.options["windows"] for count in partial.options["windows_evaluated"])
     coarse_only = vx.explain(model, x, method="occlusion", window=4, stride=1, mode="drilldown", coarse_stride=4, top_fraction=0.01)
