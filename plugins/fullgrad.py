@@ -38,9 +38,10 @@ def psi(values: torch.Tensor, size: tuple[int, int], postprocess: str) -> torch.
     else:
         values = values - values.amin(dim=(2, 3), keepdim=True)
         values = values / (values.amax(dim=(2, 3), keepdim=True) + PGC_GUARD)
-    if tuple(values.shape[2:]) != tuple(size):
-        values = F.interpolate(values, size=size, mode="bilinear", align_corners=postprocess == PAPER)
-    return values.sum(dim=1)
+    summed = values.sum(dim=1, keepdim=True)  # bilinear upsampling is linear: summing first is exact and C times cheaper
+    if tuple(summed.shape[2:]) != tuple(size):
+        summed = F.interpolate(summed, size=size, mode="bilinear", align_corners=postprocess == PAPER)
+    return summed[:, 0]
 
 
 class FullGrad(Explainer):
@@ -63,7 +64,13 @@ class FullGrad(Explainer):
     ``Conv2d`` and ``BatchNorm2d`` modules whose ``bias`` is not None (a BatchNorm without affine
     parameters is skipped); its scaling divides by max − min + 1e-7, which visibly shrinks
     channels whose values span less than about 1e-5. ``postprocess="per_channel"`` reproduces its
-    ψ, guard included; "paper" scales exactly (scale-free; the authors' code adds 1e-6 to the max). Needs gradients
+    ψ, guard included; "paper" scales exactly (scale-free; the authors' code adds 1e-6 to the max).
+    Scaled per channel, |b_c · g_c| loses the bias's magnitude |b_c| (only a zero bias and the guard
+    remain), so "per_channel" is nearly a per-channel-normalised |gradient| map. pytorch-grad-cam
+    also pairs biases (listed in module order) with gradients (recorded in execution order) by
+    position, so on a model that runs a module before one registered earlier (a ResNet block whose
+    shortcut runs before its main branch) it multiplies gradients by another layer's bias;
+    vexplain pairs each gradient with its own module's bias. Needs gradients
     (PyTorch only); FullGrad uses every layer, so there is no ``layer`` option and no
     ``eigen_smooth``/``aug_smooth``.
     """

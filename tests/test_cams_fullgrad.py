@@ -128,3 +128,50 @@ def test_model_without_spatial_biases_warns():
 
     exp = vx.explain(HandCamNet(), HAND_X, method="fullgrad")
     assert exp.options["bias_layers"] == 0 and any("input-gradient term alone" in w for w in exp.warnings)
+
+
+class TwoBranch(nn.Module):
+    """y = fc(mean(ReLU(bn_b(conv_b(x))) + ReLU(bn_a(conv_a(x))))), branch b run first; with
+    ``b_first`` False its modules are also registered after branch a's (registration order differs
+    from execution order, as in a residual block whose shortcut runs before the main branch)."""
+
+    def __init__(self, b_first: bool) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        convs = [nn.Conv2d(3, 4, 3, padding=1) for _ in range(2)]
+        norms = [nn.BatchNorm2d(4) for _ in range(2)]
+        for norm in norms:
+            with torch.no_grad():
+                norm.running_mean.uniform_(-0.5, 0.5), norm.running_var.uniform_(0.5, 2), norm.bias.uniform_(-0.5, 0.5)
+        with torch.no_grad():  # branch a's channel 0 has no bias: under per-channel scaling only zeros tell biases apart
+            norms[0].running_mean[0], norms[0].bias[0] = 0.0, 0.0
+        order = ["b", "a"] if b_first else ["a", "b"]
+        for name in order:
+            index = 0 if name == "a" else 1
+            setattr(self, f"conv_{name}", convs[index])
+            setattr(self, f"bn_{name}", norms[index])
+        self.fc = nn.Linear(4, 3)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = torch.relu(self.bn_b(self.conv_b(x)))
+        a = torch.relu(self.bn_a(self.conv_a(x)))
+        return self.fc((a + b).mean(dim=(2, 3)))
+
+
+def test_pytorch_grad_cam_pairs_biases_by_module_order():
+    # pytorch-grad-cam lists biases in module order and gradients in execution order: where the two
+    # differ it multiplies each gradient by another layer's bias. vexplain pairs them by module.
+    pgc = pytorch_grad_cam()
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    x = images(2, size=8, seed=4)
+    results = {}
+    for b_first in (True, False):
+        model = TwoBranch(b_first)
+        reference = pgc.FullGrad(model=model, target_layers=[])(input_tensor=torch.from_numpy(x), targets=[ClassifierOutputTarget(t) for t in (0, 2)])
+        exp = vx.explain(model, x, method="fullgrad", targets=[0, 2], postprocess="per_channel")
+        results[b_first] = (exp.normalized("minmax"), reference)
+    close(results[True][0], results[False][0], atol=1e-6)  # registration order changes nothing for vexplain
+    close(results[True][0], results[True][1], atol=1e-4)  # orders agree: pytorch-grad-cam agrees
+    assert np.abs(results[False][0] - results[False][1]).max() > 0.05  # orders differ: it does not
