@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from vexplain.core.adapter import ACTIVATIONS, CLASSIFIER_WEIGHTS, ModelAdapter
-from vexplain.core.errors import InvalidOption
+from vexplain.core.errors import InvalidOption, UnsupportedCapability
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import Option, integer, number
@@ -82,7 +82,11 @@ class DeepFeatureFactorization(Explainer):
             raise InvalidOption(f"layer '{layer}' outputs shape {tuple(native.shape)}; DFF needs a feature map or token grid with more than one position")
         if k > c:
             raise InvalidOption(f"option 'concepts' of method 'deep_feature_factorization' is {k}, more than the {c} channels of layer '{layer}'; give at most {c}")
-        weights = adapter.classifier_weights(inputs[:1]).to(inputs.device).double()
+        try:  # without a sample an adapter that knows its classifier needs no extra forward pass
+            weights = adapter.classifier_weights()
+        except UnsupportedCapability:
+            weights = adapter.classifier_weights(inputs[:1])
+        weights = weights.to(inputs.device).double()
         if weights.shape[1] != c:
             raise InvalidOption(f"layer '{layer}' has {c} channels but the classifier takes {weights.shape[1]}; pick the layer whose pooled output feeds the classifier")
         matrix = activations.reshape(n, c, h * w).double()
