@@ -4,12 +4,16 @@ For the layer output A and the explained score y, one forward pass, then g = ∂
 ``create_graph=True``, then H·A = ∂(g · A)/∂A with A held constant (a second backward pass). A
 piecewise-linear path from A to y (ReLU, max-pooling, average pooling, linear layers) has zero
 second derivative almost everywhere; autograd then leaves g without a graph, and H·A is zeros.
+The forward pass runs with PyTorch's math attention kernel: the fused (flash, memory-efficient)
+``scaled_dot_product_attention`` kernels have no second derivative; the math kernel computes the
+same attention with ordinary differentiable ops.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vexplain.core.adapter import ActivationResult
 from vexplain.core.errors import InvalidTarget, ModelLoadError
@@ -31,7 +35,7 @@ def activation_hessian(adapter: "TorchAdapter", inputs: torch.Tensor, layer: str
     capture = _Capture(for_grad=True)
     handle = module.register_forward_hook(capture)
     try:
-        with eval_mode(adapter.model), torch.enable_grad():
+        with eval_mode(adapter.model), torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
             for part in adapter._batches(len(inputs)):
                 capture.output = None
                 batch_scores = adapter._scores(adapter._call(inputs[part]))

@@ -126,3 +126,11 @@ def test_bad_options(options, error, match):
 def test_callable_target_refused():
     with pytest.raises(vx.InvalidTarget, match="class indices"):
         vx.explain(seeded_cnn(seed=2), images(1), method="dff", targets=lambda out: out[:, 0])
+
+
+def test_token_grid_layer():
+    from vit_models import inputs as vit_inputs, plain_vit
+
+    exp = vx.explain(plain_vit(seed=2), vit_inputs(2, seed=4), method="dff", layer="blocks.1", concepts=3)
+    assert exp.extras["concept_layer_maps"].shape == (2, 3, 4, 4) and exp.maps.shape == (2, 32, 32)
+    assert exp.options["layout"] == "tokens" and exp.options["prefix"] == 1

@@ -116,3 +116,24 @@ def test_model_safety_and_errors():
     onnx = vx.adapt(onnx_bytes(seeded_cnn(seed=2), (3, 16, 16)))
     with pytest.raises(vx.UnsupportedCapability, match="activation_hessian"):
         vx.explain(onnx, images(1), method="shapleycam")
+
+
+def test_token_grid_layer_by_hand():
+    # a ViT block's (N, 1 + 16, D) tokens read as a (D, 4, 4) grid; LayerNorm, attention and GELU
+    # after it give H·A ≠ 0 (pytorch-grad-cam's ShapleyCAM cannot take a reshape_transform: it
+    # applies it to the weights but not to the activations it weights)
+    from vit_models import inputs as vit_inputs, plain_vit
+
+    model, x, targets = plain_vit(seed=2), vit_inputs(3, seed=4), [0, 2, 4]
+    exp = vx.explain(model, x, method="shapleycam", layer="blocks.0", targets=targets)
+    assert tuple(exp.options["grid"]) == (4, 4) and exp.options["prefix"] == 1
+    assert not any("equals Grad-CAM" in w for w in exp.warnings)
+    raw = vx.adapt(model).activation_hessian(x, "blocks.0", TargetRequest(targets, 3))
+
+    def grid(tokens):
+        return tokens[:, 1:].reshape(len(tokens), 4, 4, -1).permute(0, 3, 1, 2)
+
+    a, g, ha = grid(raw.activations), grid(raw.gradients), grid(raw.hessian_products)
+    assert float(ha.abs().max()) > 1e-4
+    weights = (g - 0.5 * ha).mean(dim=(2, 3))
+    close(exp.layer_maps, torch.relu((weights[:, :, None, None] * a).sum(dim=1)), atol=1e-5)
