@@ -18,7 +18,9 @@ from vexplain.core.adapter import (
     ACTIVATION_GRADIENTS,
     ACTIVATION_REPLACEMENT,
     ACTIVATIONS,
+    ACTIVATION_HESSIAN,
     ATTENTION,
+    BIAS_GRADIENTS,
     CLASSIFIER_WEIGHTS,
     DEFAULT_CAM_LAYER,
     FORWARD,
@@ -27,6 +29,7 @@ from vexplain.core.adapter import (
     RULE_GRADIENTS,
     ActivationResult,
     AttentionResult,
+    BiasGradientResult,
     BoxScorer,
     GradientResult,
     ModelAdapter,
@@ -97,7 +100,8 @@ class TorchAdapter(ModelAdapter):
     """
 
     backend = "torch"
-    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION})
+    capabilities = frozenset({FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION,
+                              BIAS_GRADIENTS, ACTIVATION_HESSIAN})
     #: set by ``with_score_function`` (callable targets): scores are then ``function(output)`` as (N, 1)
     _score_function: ScoreFunction | None = None
 
@@ -303,6 +307,24 @@ class TorchAdapter(ModelAdapter):
             return rule_gradients(
                 self.model, lambda batch: self._scores(self._call(batch)), inputs, targets, rule, references, self._batches(len(inputs), batch_size)
             )
+
+    def bias_gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> BiasGradientResult:
+        """Forward hooks on every bias module (``torch_bias_gradients``), one backward pass per batch."""
+        if BIAS_GRADIENTS not in self.capabilities:
+            raise self._unsupported(BIAS_GRADIENTS, "TorchScript modules take no hooks")
+        from .torch_bias_gradients import bias_gradients
+
+        inputs = inputs.to(self.device)
+        with eval_mode(self.model):
+            return bias_gradients(self.model, lambda batch: self._scores(self._call(batch)), inputs, targets, self._batches(len(inputs), batch_size))
+
+    def activation_hessian(self, inputs: torch.Tensor, layer: str, targets: TargetRequest) -> ActivationResult:
+        """``activation_gradients`` with a double backward pass for H·A (``torch_hessian``)."""
+        if ACTIVATION_HESSIAN not in self.capabilities:
+            raise self._unsupported(ACTIVATION_HESSIAN, "TorchScript modules take no hooks")
+        from .torch_hessian import activation_hessian
+
+        return activation_hessian(self, inputs.to(self.device), layer, targets)
 
     def with_score_function(self, function: ScoreFunction) -> "TorchAdapter":
         bound = copy.copy(self)

@@ -2,13 +2,17 @@
 
 Run from the repository root (needs ``grad-cam==1.5.7`` and ``torchcam==0.5.0``, see tests/pgc_reference.py)::
 
-    python benchmarks/compare_cam_variants.py [--quick] [--case resnet18-1] [--json out.json] [--repeats R]
+    python benchmarks/compare_cam_variants.py [--quick] [--case resnet18-1] [--json out.json] [--repeats R] [--methods a,b]
 
 For each (model, batch) with top-class targets, at the model's last feature map, each contender is
 timed as the median of R calls after one warm-up: ``vx.explain(adapter, x, method, **options)``
 against the reference class called on the same input with the same targets (pytorch-grad-cam:
 ``GradCAMElementWise``, ``EigenGradCAM``, ``KPCA_CAM``, ``GradCAM(eigen_smooth)``,
-``GradCAM(aug_smooth)``; torchcam: ``SmoothGradCAMpp``). Ratio = vexplain / reference (< 1 is
+``GradCAM(aug_smooth)``, ``FullGrad``, ``ShapleyCAM``, ``DeepFeatureFactorization``; torchcam:
+``SmoothGradCAMpp``). FullGrad runs with ``postprocess="per_channel"`` (pytorch-grad-cam's scaling)
+and is compared; ShapleyCAM is compared with logit targets; DFF is timed at batch 1 only against
+pytorch-grad-cam's factorisation of that image (k = 5; at larger batches pytorch-grad-cam factorises
+the whole batch as one matrix, a different computation) and compared on min-max scaled concept maps. Ratio = vexplain / reference (< 1 is
 faster). max|diff| compares the min-max scaled maps where the definitions coincide (element-wise
 Grad-CAM, aug_smooth); the eigen methods differ by the SVD's sign and Smooth Grad-CAM++ by
 torchcam's departures (see their docstrings), so only their times are compared.
@@ -35,13 +39,12 @@ def cases(quick: bool) -> list[dict]:
     return [dict(name="resnet18", batch=1, size=224), dict(name="resnet18", batch=8, size=224)]
 
 
-def run_case(case: dict, repeats: int, models: dict) -> list[dict]:
+def run_case(case: dict, repeats: int, models: dict, methods: tuple[str, ...] = ()) -> list[dict]:
     import vexplain as vx
     from pgc_reference import pytorch_grad_cam
 
     pgc = pytorch_grad_cam()
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from torchcam.methods import SmoothGradCAMpp
 
     model, weights, inputs = case_model(case["name"], case["batch"], case["size"], models)
     with torch.no_grad():
@@ -58,9 +61,25 @@ def run_case(case: dict, repeats: int, models: dict) -> list[dict]:
         return call
 
     def torchcam_call():
+        from torchcam.methods import SmoothGradCAMpp  # imported here so --methods can skip torchcam
+
         with SmoothGradCAMpp(model, target_layer=layer, input_shape=tuple(inputs.shape[1:])) as extractor:
             model(inputs)
             return extractor(class_idx=targets)[0].detach().numpy()
+
+    def fullgrad_call():  # FullGrad takes every bias layer; target_layers=[] avoids its warning
+        return pgc.FullGrad(model=model, target_layers=[])(input_tensor=inputs, targets=[ClassifierOutputTarget(t) for t in targets])
+
+    def dff_call():
+        from pytorch_grad_cam import DeepFeatureFactorization
+
+        return DeepFeatureFactorization(model=model, target_layer=module, computation_on_concepts=model.fc)(inputs, n_components=5)[1][0]
+
+    def dff_maps(exp):
+        from vexplain.core.postprocess import upsample
+        from vexplain.plugins.cam_base import minmax_last2
+
+        return upsample(minmax_last2(torch.from_numpy(exp.extras["concept_layer_maps"][0])), tuple(inputs.shape[2:])).numpy()
 
     contenders = [
         ("gradcam_elementwise", {}, pgc_call(pgc.GradCAMElementWise), "pytorch-grad-cam", True),
@@ -69,16 +88,22 @@ def run_case(case: dict, repeats: int, models: dict) -> list[dict]:
         ("gradcam", {"eigen_smooth": True}, pgc_call(pgc.GradCAM, eigen_smooth=True), "pytorch-grad-cam", False),
         ("gradcam", {"aug_smooth": True}, pgc_call(pgc.GradCAM, aug_smooth=True), "pytorch-grad-cam", True),
         ("smooth_gradcam_plusplus", {}, torchcam_call, "torchcam", False),
+        ("fullgrad", {"postprocess": "per_channel"}, fullgrad_call, "pytorch-grad-cam", True),
+        ("shapleycam", {}, pgc_call(pgc.ShapleyCAM), "pytorch-grad-cam", True),
     ]
+    if case["batch"] == 1:
+        contenders.append(("deep_feature_factorization", {"concepts": 5}, dff_call, "pytorch-grad-cam", True))
     rows = []
     for method, options, reference, library, comparable in contenders:
+        if methods and method not in methods:
+            continue
         ours = lambda: vx.explain(adapter, inputs, method=method, targets=targets, **options)
         vx_seconds, _ = median_of(ours, repeats, warmup=1)
         ref_seconds, _ = median_of(reference, repeats, warmup=1)
         diff = None
         if comparable:
             exp = ours()
-            mine = exp.maps if options.get("aug_smooth") else exp.normalized("minmax")
+            mine = exp.maps if options.get("aug_smooth") else dff_maps(exp) if method == "deep_feature_factorization" else exp.normalized("minmax")
             diff = float(np.abs(mine - reference()).max())
         label = method + "".join(f" {k}" for k in options)
         print(f"{label:36s}: vexplain {vx_seconds * 1e3:9.1f} ms, {library} {ref_seconds * 1e3:9.1f} ms", flush=True)
@@ -88,12 +113,15 @@ def run_case(case: dict, repeats: int, models: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = bench_parser(__doc__, repeats=3, quick_repeats=1, quick_help="ResNet-18 shape at 64x64, one timed call").parse_args(argv)
+    parser = bench_parser(__doc__, repeats=3, quick_repeats=1, quick_help="ResNet-18 shape at 64x64, one timed call")
+    parser.add_argument("--methods", default="", help="comma-separated method names to run (default: all)")
+    args = parser.parse_args(argv)
+    methods = tuple(name for name in args.methods.split(",") if name)
     repeats = repeats_of(args)
     env = environment()
     print(f"torch {env['torch']} ({env['torch_threads']} threads), {env['cpu_count']} CPUs, load average {env['load_average_at_start']}")
     models: dict = {}
-    results = [row for c in chosen_cases(cases(args.quick), args) for row in run_case(c, repeats, models)]
+    results = [row for c in chosen_cases(cases(args.quick), args) for row in run_case(c, repeats, models, methods)]
     print("\nms (median); ratio = vexplain / reference; max|diff| of min-max scaled maps where definitions coincide")
     print_table(["model", "batch", "method", "reference", "vexplain", "reference ms", "ratio", "max|diff|"],
                 [[r["case"], r["batch"], r["method"], r["library"], f"{r['vexplain_s'] * 1e3:.1f}", f"{r['reference_s'] * 1e3:.1f}",

@@ -69,6 +69,7 @@ GRAD_CAM_CLASSES = {
     "eigengradcam": "EigenGradCAM",
     "gradcam_elementwise": "GradCAMElementWise",
     "kpcacam": "KPCA_CAM",
+    "shapleycam": "ShapleyCAM",
 }
 
 

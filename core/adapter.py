@@ -24,9 +24,11 @@ GUIDED_GRADIENTS = "guided_gradients"
 ACTIVATION_REPLACEMENT = "activation_replacement"
 RULE_GRADIENTS = "rule_gradients"
 ATTENTION = "attention"
+BIAS_GRADIENTS = "bias_gradients"
+ACTIVATION_HESSIAN = "activation_hessian"
 #: not a capability methods require, but what CAM methods lack when no ``layer=`` is given and none can be inferred
 DEFAULT_CAM_LAYER = "default CAM layer"
-ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION)
+ALL_CAPABILITIES = (FORWARD, GRADIENTS, ACTIVATIONS, ACTIVATION_GRADIENTS, CLASSIFIER_WEIGHTS, ACTIVATION_REPLACEMENT, GUIDED_GRADIENTS, RULE_GRADIENTS, ATTENTION, BIAS_GRADIENTS, ACTIVATION_HESSIAN)
 
 
 @dataclass
@@ -46,6 +48,24 @@ class ActivationResult:
     scores: torch.Tensor
     targets: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
+    #: H·A for ``activation_hessian`` (the Hessian of y_t in A, applied to A), else None
+    hessian_products: torch.Tensor | None = None
+
+
+@dataclass
+class BiasGradientResult:
+    """The full-gradient decomposition's parts (Srinivas & Fleuret): d(y_t)/d(x) ``(N, C, H, W)``
+    and, for each module with a bias (``layers``, in the order they ran), its bias ``(C,)`` (a
+    BatchNorm's implicit one, β − μ·γ/√(σ² + ε)) with d(y_t)/d(its output), whose axis
+    ``channel_axes`` holds the bias's channels (1 for convolutions, -1 for ``Linear``)."""
+
+    input_gradients: torch.Tensor
+    layers: list[str]
+    biases: list[torch.Tensor]
+    gradients: list[torch.Tensor]
+    scores: torch.Tensor
+    targets: torch.Tensor
+    channel_axes: list[int]
 
 
 @dataclass
@@ -191,6 +211,15 @@ class ModelAdapter(ABC):
     def with_score_function(self, function: ScoreFunction) -> "ModelAdapter":
         """An adapter whose scores are ``function(raw model output)`` as ``(N, 1)`` (callable targets)."""
         raise InvalidTarget(f"callable targets need a backend that exposes the raw model output; {self.describe()} takes class indices (None, an int, or one int per input)")
+
+    def bias_gradients(self, inputs: torch.Tensor, targets: TargetRequest, batch_size: int | None = None) -> BiasGradientResult:
+        """d(y_t)/d(x) and every bias module's bias with d(y_t)/d(its output) (``BiasGradientResult``)."""
+        raise self._unsupported(BIAS_GRADIENTS)
+
+    def activation_hessian(self, inputs: torch.Tensor, layer: str, targets: TargetRequest) -> ActivationResult:
+        """``activation_gradients`` plus ``hessian_products`` = H·A, the Hessian of y_t with respect
+        to the layer's output A applied to A itself (a double backward pass)."""
+        raise self._unsupported(ACTIVATION_HESSIAN)
 
     def attentions(self, inputs: torch.Tensor) -> AttentionResult:
         """The attention probabilities of every attention module for ``inputs`` ``(N, C, H, W)``."""

@@ -89,6 +89,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
         attributions=numpy(result.attributions),
         layer_maps=numpy(result.layer_maps),
         warnings=warnings,
+        extras={name: numpy(value) for name, value in result.extras.items()},
     )
     finished = time.perf_counter()
     explanation.timings = {

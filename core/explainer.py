@@ -18,7 +18,8 @@ class Attribution:
     ``maps`` ``(N, H, W)`` at input resolution, raw; ``attributions`` ``(N, C, H, W)`` or None;
     ``layer_maps`` ``(N, h, w)`` for layer-based methods (``(N, L, H, W)`` with several layers) or None; ``scores`` the model's output on
     the unperturbed inputs; ``targets`` the classes explained; ``notes`` choices made while running
-    (an engine, a derived batch size), merged into ``exp.options``.
+    (an engine, a derived batch size), merged into ``exp.options``; ``extras`` further named arrays
+    a method defines beyond the map (e.g. DFF's per-concept maps), ``exp.extras``.
     """
 
     maps: torch.Tensor
@@ -27,6 +28,7 @@ class Attribution:
     attributions: torch.Tensor | None = None
     layer_maps: torch.Tensor | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Explainer:

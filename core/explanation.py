@@ -30,6 +30,8 @@ class Explanation:
             layers, ``(N, L, H, W)``: each layer's raw map upsampled to the input), else None.
         warnings: one line per condition that makes the result doubtful (non-finite scores,
             saturated outputs, an all-zero or constant map, ...); empty when nothing was noticed.
+        extras: named float32 arrays a method defines beyond the map, documented by the method
+            (e.g. ``deep_feature_factorization``'s ``concept_maps``); empty for most methods.
     """
 
     maps: np.ndarray
@@ -41,6 +43,7 @@ class Explanation:
     attributions: np.ndarray | None = None
     layer_maps: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
