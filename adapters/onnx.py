@@ -33,6 +33,7 @@ from vexplain.core.options import checked, integer, optional
 
 from .onnx_files import external_tensors, inline_external_data, load_onnx_file, parse_onnx
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
+from .onnx_tokens import graph_patch_stride, token_tensor_names
 from .onnx_outputs import OutputChoice, choose_output, class_scores, scored
 from .ort_session import make_session, run_batched
 
@@ -185,11 +186,16 @@ class OnnxAdapter(ModelAdapter):
     # -- layers and the CAM head -------------------------------------------------------------
 
     def layers(self) -> list[str]:
-        """Node outputs of the folded graph that may be 4-D feature maps (rank 4 or unknown)."""
+        """Node outputs of the folded graph that may be 4-D feature maps (rank 4 or unknown) and,
+        when the graph has a patch embedding, its ``(N, T, D)`` token tensors (``onnx_tokens``)."""
         with self._cache_lock:
             if self._layers is None:
-                self._layers = [] if self.model is None else activation_names(self.graph)
+                self._layers = [] if self.model is None else activation_names(self.graph) + token_tensor_names(self.graph)
         return self._layers
+
+    def patch_stride(self) -> tuple[int, int] | None:
+        """The stride of the graph's patch embedding (``onnx_tokens``), or ``None``."""
+        return None if self.model is None else graph_patch_stride(self.graph)
 
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
         """The layers that really are 4-D maps of more than one position on ``sample``, with their shapes (one run)."""

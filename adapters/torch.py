@@ -351,6 +351,28 @@ class TorchAdapter(ModelAdapter):
                 parts.append(probabilities)
         return AttentionResult([torch.cat(layer) for layer in zip(*parts)], names, torch.cat(scores))
 
+    def attention_gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> AttentionResult:
+        """The probabilities made part of the graph (``torch_attention``) and d(target)/d(them)."""
+        if ATTENTION not in self.capabilities:
+            raise self._unsupported(ATTENTION, "TorchScript modules take no hooks")
+        inputs, parts, grads, scores, chosen = inputs.to(self.device), [], [], [], []
+        without = copy.copy(self)
+        without.capabilities = self.capabilities - {ATTENTION}
+        refuse = lambda hint: without._unsupported(ATTENTION, hint)  # noqa: E731
+        with eval_mode(self.model), torch.enable_grad():
+            for part in self._batches(len(inputs)):
+                names, probabilities, output = capture_attentions(self.model, lambda: self._call(inputs[part]), refuse, gradients=True)
+                batch_scores = self._scores(output)
+                batch_targets = targets.select(batch_scores.detach(), part.start)
+                score = _differentiable(gather_scores(batch_scores, batch_targets)).sum()
+                found = torch.autograd.grad(score, probabilities, allow_unused=True)
+                grads.append([torch.zeros_like(p) if g is None else g for p, g in zip(probabilities, found)])
+                parts.append([p.detach() for p in probabilities])
+                scores.append(batch_scores.detach())
+                chosen.append(batch_targets)
+        stack = lambda layers: [torch.cat(layer) for layer in zip(*layers)]  # noqa: E731
+        return AttentionResult(stack(parts), names, torch.cat(scores), stack(grads), torch.cat(chosen))
+
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if ACTIVATIONS not in self.capabilities:
             raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")

@@ -9,7 +9,17 @@ query/key projections of ``x`` and ``s`` its scaling (1/√d by default). Suppor
 * Hugging Face ViT / DeiT / BEiT attention (``ViTAttention``, ``DeiTAttention``, ``BeitAttention``
   with ``q_proj``/``k_proj``; older ``*SelfAttention`` with ``query``/``key``);
 * ``torch.nn.MultiheadAttention`` (its ``in_proj_weight``, or ``q_proj_weight``/``k_proj_weight``),
-  self-attention without ``attn_mask``, ``key_padding_mask`` or ``add_bias_kv``.
+  self-attention without ``attn_mask``, ``key_padding_mask`` or ``add_bias_kv``;
+* timm's ``Attention`` (``timm.layers.Attention``: fused ``qkv``, ``q_norm``/``k_norm``, an
+  optional additive or boolean ``attn_mask``; not ``is_causal``).
+
+With ``gradients=True`` (:func:`capture_attention_gradients`) the recomputed probabilities are
+also made part of the graph without changing any value: each probability tensor P becomes a leaf,
+and the module's output o is replaced by o + (m(P) − m(P).detach()), where m(P) is the module's
+own value mixing (P·V through its output projection, V from the detached input). The forward
+value is o exactly (x − x = 0), the gradient reaching o is unchanged, and d(score)/dP is the
+gradient of the score w.r.t. the attention probabilities, as eager attention's retained
+``attentions`` would give, under fused SDPA as well.
 
 Any other module whose class name contains "Attention" (and that holds no supported one) is
 refused with ``refuse(hint)`` (the adapter's ``UnsupportedCapability``) naming its class; so is a model with no attention at all.
@@ -23,11 +33,18 @@ import torch
 from vexplain.core.errors import VexplainError
 
 HF_ATTENTION = frozenset({"ViTAttention", "DeiTAttention", "BeitAttention", "ViTSelfAttention", "DeiTSelfAttention", "BeitSelfAttention"})
-WORKS = "Hugging Face ViT/DeiT/BEiT attention and torch.nn.MultiheadAttention"
+WORKS = "Hugging Face ViT/DeiT/BEiT attention, timm's Attention and torch.nn.MultiheadAttention"
+#: a module's probabilities ``(N, heads, T, T)`` and its value mixing ``P -> output contribution``
+Recomputed = tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _is_timm(module: torch.nn.Module) -> bool:
+    kind = type(module)
+    return kind.__name__ == "Attention" and kind.__module__.startswith("timm.") and all(hasattr(module, a) for a in ("qkv", "num_heads", "head_dim", "proj"))
 
 
 def _supported(module: torch.nn.Module) -> bool:
-    if isinstance(module, torch.nn.MultiheadAttention):
+    if isinstance(module, torch.nn.MultiheadAttention) or _is_timm(module):
         return True
     if type(module).__name__ not in HF_ATTENTION:
         return False
@@ -57,73 +74,151 @@ def attention_modules(model: torch.nn.Module, refuse: Callable[[str], Exception]
     return found
 
 
-def _softmax(q: torch.Tensor, k: torch.Tensor, heads: int, scaling: float, mask: torch.Tensor | None) -> torch.Tensor:
-    n, t, _ = q.shape
-    q = q.reshape(n, t, heads, -1).transpose(1, 2).double()
-    k = k.reshape(n, k.shape[1], heads, -1).transpose(1, 2).double()
-    logits = q @ k.transpose(-1, -2) * scaling
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(N, T, heads·d)`` → ``(N, heads, T, d)``."""
+    return x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+def _merge(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``P·V`` with the heads merged back: ``(N, T, heads·d)``."""
+    mixed = p.to(v.dtype) @ v
+    return mixed.transpose(1, 2).reshape(mixed.shape[0], mixed.shape[2], -1)
+
+
+def _softmax(q: torch.Tensor, k: torch.Tensor, scaling: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q kᵀ · scaling + mask) in float64, returned as float32; q, k ``(N, heads, T, d)``."""
+    logits = q.double() @ k.double().transpose(-1, -2) * scaling
     if mask is not None:
+        if mask.dtype == torch.bool:  # True = attend, as in SDPA
+            mask = torch.zeros(mask.shape, dtype=torch.float64, device=mask.device).masked_fill(~mask, float("-inf"))
         logits = logits + mask.double()
     return torch.softmax(logits, dim=-1).float()
 
 
-def _hf_probabilities(module: torch.nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+def _hf_attention(module: torch.nn.Module, args: tuple, kwargs: dict) -> Recomputed:
     x = args[0] if args else kwargs["hidden_states"]
     mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
+    heads = int(module.num_attention_heads)
     if hasattr(module, "q_proj"):
-        q, k = module.q_proj(x), module.k_proj(x)
-        heads = int(module.num_attention_heads)
+        q, k, value, out = module.q_proj(x), module.k_proj(x), module.v_proj, getattr(module, "o_proj", None)
         scaling = float(getattr(module, "scaling", (q.shape[-1] // heads) ** -0.5))
     else:
-        q, k = module.query(x), module.key(x)
-        heads = int(module.num_attention_heads)
+        q, k, value, out = module.query(x), module.key(x), module.value, None
         scaling = (q.shape[-1] // heads) ** -0.5
-    return _softmax(q, k, heads, scaling, mask if isinstance(mask, torch.Tensor) else None)
+    probabilities = _softmax(_heads(q, heads), _heads(k, heads), scaling, mask if isinstance(mask, torch.Tensor) else None)
+
+    def mix(p: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            v = _heads(value(x), heads)
+        merged = _merge(p, v)
+        return merged if out is None else out(merged)
+
+    return probabilities, mix
 
 
-def _mha_probabilities(module: torch.nn.MultiheadAttention, args: tuple, kwargs: dict, refuse: Callable[[str], Exception]) -> torch.Tensor:
+def _mha_attention(module: torch.nn.MultiheadAttention, args: tuple, kwargs: dict, refuse: Callable[[str], Exception]) -> Recomputed:
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
     given = {**dict(zip(names, args)), **kwargs}
-    query, key = given["query"], given.get("key", given["query"])
+    query = given["query"]
+    key, value = given.get("key", query), given.get("value", query)
     if given.get("attn_mask") is not None or given.get("key_padding_mask") is not None or module.bias_k is not None:
         raise refuse("nn.MultiheadAttention with attn_mask, key_padding_mask or add_bias_kv is not supported; only plain self-attention")
-    if query.dim() == 2:
-        query, key = query.unsqueeze(1), key.unsqueeze(1)
+    unbatched = query.dim() == 2
+    if unbatched:
+        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
     if not module.batch_first:
-        query, key = query.transpose(0, 1), key.transpose(0, 1)
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
     d = module.embed_dim
     if module.in_proj_weight is not None:
-        wq, wk = module.in_proj_weight[:d], module.in_proj_weight[d : 2 * d]
+        wq, wk, wv = module.in_proj_weight[:d], module.in_proj_weight[d : 2 * d], module.in_proj_weight[2 * d :]
     else:
-        wq, wk = module.q_proj_weight, module.k_proj_weight
-    bq = bk = None
+        wq, wk, wv = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
+    bq = bk = bv = None
     if module.in_proj_bias is not None:
-        bq, bk = module.in_proj_bias[:d], module.in_proj_bias[d : 2 * d]
-    q = torch.nn.functional.linear(query, wq, bq)
-    k = torch.nn.functional.linear(key, wk, bk)
-    return _softmax(q, k, module.num_heads, module.head_dim**-0.5, None)
+        bq, bk, bv = module.in_proj_bias[:d], module.in_proj_bias[d : 2 * d], module.in_proj_bias[2 * d :]
+    linear, heads = torch.nn.functional.linear, module.num_heads
+    probabilities = _softmax(_heads(linear(query, wq, bq), heads), _heads(linear(key, wk, bk), heads), module.head_dim**-0.5, None)
+
+    def mix(p: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            v = _heads(linear(value, wv, bv), heads)
+        out = module.out_proj(_merge(p, v))
+        out = out if module.batch_first else out.transpose(0, 1)
+        return out.squeeze(1) if unbatched else out
+
+    return probabilities, mix
 
 
-def capture_attentions(model: torch.nn.Module, run: Callable[[], Any], refuse: Callable[[str], Exception]) -> tuple[list[str], list[torch.Tensor], Any]:
+def _timm_attention(module: torch.nn.Module, args: tuple, kwargs: dict, refuse: Callable[[str], Exception]) -> Recomputed:
+    x = args[0] if args else kwargs["x"]
+    mask = args[1] if len(args) > 1 else kwargs.get("attn_mask")
+    if (args[2] if len(args) > 2 else kwargs.get("is_causal", False)):
+        raise refuse("timm Attention with is_causal=True is not supported; only bidirectional self-attention")
+    n, t, _ = x.shape
+    q, k, v = module.qkv(x).reshape(n, t, 3, module.num_heads, module.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    probabilities = _softmax(module.q_norm(q), module.k_norm(k), float(module.scale), mask)
+
+    def mix(p: torch.Tensor) -> torch.Tensor:
+        gate = getattr(module, "gate", None)
+        with torch.no_grad():
+            values, gates = v.detach(), None if gate is None else gate(x).sigmoid()
+        mixed = module.norm(_merge(p, values))
+        return module.proj(mixed if gates is None else mixed * gates)
+
+    return probabilities, mix
+
+
+def _recompute(module: torch.nn.Module, args: tuple, kwargs: dict, refuse: Callable[[str], Exception]) -> Recomputed:
+    with torch.no_grad():
+        if isinstance(module, torch.nn.MultiheadAttention):
+            return _mha_attention(module, args, kwargs, refuse)
+        if _is_timm(module):
+            return _timm_attention(module, args, kwargs, refuse)
+        return _hf_attention(module, args, kwargs)
+
+
+def _add_to_output(output: Any, tap: torch.Tensor, refuse: Callable[[str], Exception], kind: str) -> Any:
+    """The module's output with ``tap`` (zero-valued) added to its main tensor."""
+    if isinstance(output, torch.Tensor) and output.shape == tap.shape:
+        return output + tap.to(output.dtype)
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor) and output[0].shape == tap.shape:
+        return (output[0] + tap.to(output[0].dtype), *output[1:])
+    raise refuse(f"{kind} returned an output the attention capture does not recognise (expected its mixed values first)")
+
+
+def capture_attentions(
+    model: torch.nn.Module, run: Callable[[], Any], refuse: Callable[[str], Exception], gradients: bool = False
+) -> tuple[list[str], list[torch.Tensor], Any]:
     """``(names, probabilities, run's result)``: each supported attention module's ``(N, heads, T, T)``
-    float32 probabilities during ``run()``, in the order the modules ran. Hooks removed in ``finally``."""
+    float32 probabilities during ``run()``, in the order the modules ran. With ``gradients`` each
+    probability tensor is a leaf that requires grad and the model's output depends on it (module
+    docstring): ``torch.autograd.grad(score, probabilities)`` then gives d(score)/dP; ``run`` must
+    then be called with grad enabled. Hooks removed in ``finally``."""
     captured: list[tuple[str, torch.Tensor]] = []
     errors: list[Exception] = []
 
-    def make_hook(name: str, module: torch.nn.Module):
-        def hook(_: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    def make_hook(name: str):
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            if errors:
+                return None
             try:
-                with torch.no_grad():
-                    if isinstance(module, torch.nn.MultiheadAttention):
-                        captured.append((name, _mha_probabilities(module, args, kwargs, refuse)))
-                    else:
-                        captured.append((name, _hf_probabilities(module, args, kwargs)))
+                probabilities, mix = _recompute(module, args, kwargs, refuse)
+                if not gradients:
+                    captured.append((name, probabilities))
+                    return None
+                leaf = probabilities.requires_grad_(True)
+                with torch.enable_grad():
+                    mixed = mix(leaf)
+                    replaced = _add_to_output(output, mixed - mixed.detach(), refuse, type(module).__name__)
+                captured.append((name, leaf))
+                return replaced
             except VexplainError as error:
                 errors.append(error)
+                return None
 
         return hook
 
-    handles = [m.register_forward_pre_hook(make_hook(name, m), with_kwargs=True) for name, m in attention_modules(model, refuse)]
+    handles = [m.register_forward_hook(make_hook(name), with_kwargs=True) for name, m in attention_modules(model, refuse)]
     try:
         result = run()
     finally:

@@ -76,6 +76,9 @@ class AttentionResult:
     attentions: list[torch.Tensor]
     layers: list[str]
     scores: torch.Tensor
+    #: d(target score)/d(each layer's probabilities), same shapes, when asked (``attention_gradients``)
+    gradients: list[torch.Tensor] | None = None
+    targets: torch.Tensor | None = None
 
 
 @dataclass
@@ -223,6 +226,10 @@ class ModelAdapter(ABC):
 
     def attentions(self, inputs: torch.Tensor) -> AttentionResult:
         """The attention probabilities of every attention module for ``inputs`` ``(N, C, H, W)``."""
+        raise self._unsupported(ATTENTION)
+
+    def attention_gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> AttentionResult:
+        """``attentions`` with d(target score)/d(each layer's attention probabilities)."""
         raise self._unsupported(ATTENTION)
 
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:

@@ -23,12 +23,30 @@ from .occlusion_drilldown import drilldown_selection, interpolate_grid
 IMAGES_PER_CLEAN_PASS = 8
 
 
+def _window() -> Any:
+    """``"patch"`` or a window size (``int_pair``)."""
+    pair = int_pair()
+
+    def coerce(value: Any) -> Any:
+        if value == "patch":
+            return value
+        try:
+            return pair(value)
+        except ValueError:
+            raise ValueError("must be 'patch', an int >= 1 or a pair (h, w) of such ints") from None
+
+    return coerce
+
+
 class Occlusion(Explainer):
     """Δ = y_t(x) − y_t(x with a window set to ``baseline``), averaged over the windows covering
     each pixel (all channels are occluded together).
 
     Defaults: ``window`` = min(H, W) // 8 (at least 1) square, ``stride`` = window // 2 (at least
-    1), ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
+    1); ``window="patch"`` occludes one patch of a vision transformer at a time: window and (unless
+    given) stride = the patch size, the stride of the model's patch embedding (as token grids infer
+    it), recorded as ``exp.options["window"]`` with ``window_from="patch"``; a model without a patch
+    embedding is an ``InvalidOption``. ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
     ``memory_mb`` (default 1024 on the CPU; on a GPU a quarter of its free memory, at most 16 GB),
     ``engine`` = "auto", ``precision`` = "fp32". Windows run every ``stride`` pixels plus one flush
     with the far edge when the stride does not reach it, so every pixel is covered; where (H − h)
@@ -65,7 +83,7 @@ class Occlusion(Explainer):
     summary = "drop in the class score when a window of the image is set to a baseline, averaged over covering windows"
     paper = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"
     options = {
-        "window": Option(None, optional(int_pair()), "window size k or (h, w); default min(H, W) // 8"),
+        "window": Option(None, optional(_window()), "window size k or (h, w), or 'patch' (the model's patch size, stride too); default min(H, W) // 8"),
         "stride": Option(None, optional(int_pair()), "step k or (sh, sw); default window // 2"),
         "baseline": Option(0.0, number(), "value written into the occluded window (in preprocessed units)"),
         "batch_size": Option(None, optional(integer(1)), "occluded images per forward pass; default from memory_mb"),
@@ -80,8 +98,8 @@ class Occlusion(Explainer):
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         height, width = inputs.shape[2:]
-        window = options["window"] or (max(1, min(height, width) // 8),) * 2
-        stride = options["stride"] or (max(1, window[0] // 2), max(1, window[1] // 2))
+        window = _patch_window(adapter) if options["window"] == "patch" else options["window"] or (max(1, min(height, width) // 8),) * 2
+        stride = options["stride"] or (window if options["window"] == "patch" else (max(1, window[0] // 2), max(1, window[1] // 2)))
         if window[0] > height or window[1] > width:
             raise InvalidOption(f"occlusion window {window} is larger than the image ({height}, {width}); use a window at most that size")
         _check_covering("stride", stride, window)
@@ -143,9 +161,22 @@ class Occlusion(Explainer):
         }
         if options["precision"] != "fp32":
             notes["precision_error"] = max(precision_errors)
+        if options["window"] == "patch":
+            notes["window_from"] = "patch"
         if drilldown:
             notes.update(coarse_stride=coarse_stride, windows_evaluated=evaluated)
         return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)
+
+
+def _patch_window(adapter: ModelAdapter) -> tuple[int, int]:
+    """The model's patch size (its patch embedding's stride) for ``window="patch"``."""
+    patch = adapter.patch_stride()
+    if patch is None:
+        raise InvalidOption(
+            f"occlusion window='patch' needs a model with a patch embedding (a Conv2d whose stride equals its kernel, > 1), "
+            f"and {adapter.describe()} has none; give window=k or (h, w)"
+        )
+    return patch
 
 
 def _check_covering(name: str, stride: tuple[int, int], window: tuple[int, int]) -> None:

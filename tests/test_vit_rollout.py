@@ -178,3 +178,14 @@ def test_torchscript_lacks_attention():
     scripted = torch.jit.trace(plain_vit(), inputs(1), check_trace=False)
     with pytest.raises(UnsupportedCapability, match="attention"):
         vx.explain(scripted, inputs(1), method="attention_rollout")
+
+
+def test_timm_vit_fused_and_eager_equal_its_eager_attentions():
+    from vit_models import timm_attentions_and_gradients, timm_vit
+
+    eager, fused, x = timm_vit(fused=False), timm_vit(fused=True), inputs(3)
+    attentions, _ = timm_attentions_and_gradients(eager, x, torch.zeros(3, dtype=torch.long))
+    expected = hand_rollout(attentions, "max", 0.25)
+    for model in (fused, eager):
+        exp = vx.explain(model, x, method="attention_rollout", head_fusion="max", discard_ratio=0.25)
+        assert close(exp.layer_maps, expected) and exp.options["layers"] == ["blocks.0.attn", "blocks.1.attn"]

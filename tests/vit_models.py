@@ -103,3 +103,40 @@ def plain_vit(seed: int = 0, conv_patches: bool = True) -> nn.Module:
 
 def inputs(count: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def timm_vit(seed: int = 0, fused: bool = True) -> nn.Module:
+    """A tiny timm ViT (random weights, no download): 32x32 inputs, patch 8, 2 blocks of 2 heads;
+    ``fused=False`` switches its attention to the eager path. Skips when timm is not installed."""
+    if importlib.util.find_spec("timm") is None:
+        pytest.skip("timm is not installed (pip install 'vexplain[test]')")
+    _import_torchvision()
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, embed_dim=16, num_heads=2, num_classes=5)
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    return model.eval()
+
+
+def hf_attentions_and_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[list, list]:
+    """An eager Hugging Face model's ``output_attentions=True`` probabilities and d(logit_t)/d(them)."""
+    output = model(x, output_attentions=True)
+    attentions = list(output.attentions)
+    grads = torch.autograd.grad(output.logits.gather(1, targets[:, None]).sum(), attentions)
+    return [a.detach() for a in attentions], list(grads)
+
+
+def timm_attentions_and_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[list, list]:
+    """An eager timm ViT's probabilities (the tensor its ``attn_drop`` receives, the one multiplied
+    with the values) and d(logit_t)/d(them)."""
+    found: list[torch.Tensor] = []
+    handles = [b.attn.attn_drop.register_forward_hook(lambda m, a, out: found.append(out)) for b in model.blocks]
+    try:
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), found)
+    return [a.detach() for a in found], list(grads)

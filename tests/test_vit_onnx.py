@@ -1,0 +1,60 @@
+"""A Hugging Face ViT exported to ONNX runs the gradient-free CAM methods on its token layers: the
+grid comes from the patch-embedding Conv's stride in the graph, and the maps equal the torch
+adapter's on the same layer within 1e-5. One export per test session (``dynamo=False``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vexplain as vx
+from vexplain.core.errors import InvalidOption, UnsupportedCapability
+
+from vit_models import hf_vit, inputs
+
+pytest.importorskip("onnxruntime")
+
+#: the same tensor in both backends: the first block's MLP output (a token layer whose every
+#: channel reaches the class token through the second block's attention)
+TORCH_LAYER, ONNX_LAYER = "vit.layers.0.mlp.fc2", "/vit/layers.0/mlp/fc2/Add_output_0"
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    model = hf_vit(seed=2)
+    path = tmp_path_factory.mktemp("vit_onnx") / "vit.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (inputs(1),), str(path), dynamo=False, input_names=["pixels"], output_names=["logits"], dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}})
+    return model, str(path)
+
+
+def test_graph_patch_stride_and_token_layers(exported):
+    model, path = exported
+    adapter = vx.adapt(path)
+    assert adapter.backend == "onnx" and adapter.patch_stride() == (8, 8)
+    assert ONNX_LAYER in adapter.layers()
+    assert vx.adapt(model).patch_stride() == (8, 8)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "eigencam"])
+def test_gradient_free_cams_equal_the_torch_adapter(exported, method):
+    model, path = exported
+    x = inputs(3, seed=4)
+    on_torch = vx.explain(model, x, method=method, layer=TORCH_LAYER)
+    on_onnx = vx.explain(path, x, method=method, layer=ONNX_LAYER)
+    assert on_onnx.options["grid"] == [4, 4] and on_onnx.options["prefix"] == 1 and on_onnx.options["layout"] == "tokens"
+    assert on_onnx.targets.tolist() == on_torch.targets.tolist()
+    assert np.abs(on_onnx.layer_maps - on_torch.layer_maps).max() <= 1e-5 * max(1.0, float(np.abs(on_torch.layer_maps).max()))
+    assert np.abs(on_onnx.maps - on_torch.maps).max() <= 1e-5 * max(1.0, float(np.abs(on_torch.maps).max()))
+    assert float(np.abs(on_onnx.layer_maps).max()) > 0
+
+
+def test_explicit_grid_and_typed_errors(exported):
+    _, path = exported
+    x = inputs(1)
+    exp = vx.explain(path, x, method="eigencam", layer=ONNX_LAYER, grid=(4, 4), prefix=1)
+    assert exp.options["grid"] == [4, 4]
+    with pytest.raises(InvalidOption, match="grid"):
+        vx.explain(path, x, method="eigencam", layer=ONNX_LAYER, grid=(5, 5))
+    with pytest.raises(UnsupportedCapability):
+        vx.explain(path, x, method="attention_gradcam")
