@@ -29,7 +29,7 @@ import numpy as np
 
 from vexplain.core.errors import VexplainError
 
-from .pipeline import COLUMNS, Decoded, decode, explain_decoded, to_table
+from .pipeline import Decoded, decode, explain_decoded, to_table
 from .plan import Plan
 from .sources import Item
 from .store import ShardStore
@@ -47,6 +47,7 @@ def run_ray(
     advance: Callable[[int], None],
     address: str | None = None,
     num_actors: int | None = None,
+    random_weights: bool = False,
 ) -> int:
     """Explain and commit ``shards`` on Ray; returns the rows written. A Ray already initialised in
     this process is used as it is; otherwise ``address=None`` starts a local one (no dashboard,
@@ -61,7 +62,7 @@ def run_ray(
     if started:
         _init(ray, address)
     try:
-        return _run(ray, spec, weights, shards, plan, store, advance, num_actors)
+        return _run(ray, spec, weights, shards, plan, store, advance, num_actors, random_weights)
     except Exception as error:
         cause = _vexplain_cause(error)
         if cause is not None:
@@ -80,7 +81,7 @@ def _init(ray: Any, address: str | None) -> None:
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None], num_actors: int | None) -> int:
+def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None], num_actors: int | None, random_weights: bool = False) -> int:
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False
@@ -94,7 +95,7 @@ def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, l
     dataset = dataset.map(_decode_row, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
     dataset = dataset.map_batches(
         ShardExplainer,
-        fn_constructor_kwargs={"spec": spec, "weights": weights, "plan": plan, "cuda": gpus > 0},
+        fn_constructor_kwargs={"spec": spec, "weights": weights, "plan": plan, "cuda": gpus > 0, "random_weights": random_weights},
         batch_size=1,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=min(size, len(shards))),
@@ -125,17 +126,17 @@ def _decode_row(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
     decoded = decode(items, plan)
     buffer = io.BytesIO()
     np.save(buffer, decoded.inputs, allow_pickle=False)
-    return {"shard": row["shard"], "items": row["items"], "inputs": buffer.getvalue()}
+    return {"shard": row["shard"], "items": row["items"], "inputs": buffer.getvalue(), "shapes": json.dumps(decoded.shapes)}
 
 
 class ShardExplainer:
     """The actor: the model built once from its spec, then every method on one decoded shard per
     call, returning the shard's rows (plus a ``shard`` column) as a ``pyarrow.Table``."""
 
-    def __init__(self, spec: str, weights: str | None, plan: Plan, cuda: bool = False):
-        from vexplain.cli.model_loading import load_model
+    def __init__(self, spec: str, weights: str | None, plan: Plan, cuda: bool = False, random_weights: bool = False):
+        from vexplain.core.model_specs import load_model
 
-        self.adapter = load_model(spec, weights)
+        self.adapter = load_model(spec, weights, random_weights=random_weights)
         if cuda and hasattr(getattr(self.adapter, "model", None), "to"):
             self.adapter.model.to("cuda")
         self.plan = plan
@@ -144,10 +145,11 @@ class ShardExplainer:
         import pyarrow as pa
 
         tables = []
-        for shard, items_json, data in zip(batch["shard"], batch["items"], batch["inputs"]):
+        for shard, items_json, data, shapes in zip(batch["shard"], batch["items"], batch["inputs"], batch["shapes"]):
             items = [Item(d["name"], d["path"], d["label"], None if d["box"] is None else tuple(d["box"])) for d in json.loads(str(items_json))]
             inputs = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
-            columns, _ = explain_decoded(self.adapter, Decoded(items, inputs, None), self.plan)
+            sizes = [tuple(shape) for shape in json.loads(str(shapes))]
+            columns, _ = explain_decoded(self.adapter, Decoded(items, inputs, None, sizes), self.plan)
             table = to_table(columns)
             tables.append(table.append_column("shard", pa.array([int(shard)] * table.num_rows, type=pa.int64())))
         return pa.concat_tables(tables)
@@ -170,7 +172,7 @@ def _deduplicated(parts: list[Any]) -> Any:
         if key not in seen:
             seen.add(key)
             keep.append(position)
-    return table.take(pa.array(keep)).select(list(COLUMNS))
+    return table.take(pa.array(keep)).select([name for name in table.column_names if name != "shard"])
 
 
 def _vexplain_cause(error: BaseException) -> VexplainError | None:
