@@ -14,7 +14,7 @@ from vexplain.core.images import load_image, preprocess
 from vexplain.datasets import map_of
 from vexplain.demo.model import demo_adapter, load_metadata
 
-from datasets_support import MODEL, WEIGHTS, sorted_rows, write_scenes
+from datasets_support import MODEL, WEIGHTS, sorted_rows, write_scene_manifest, write_scenes
 
 ray = pytest.importorskip("ray")
 TESTS = str(Path(__file__).resolve().parent)
@@ -77,3 +77,14 @@ def test_killed_actor_is_retried_without_duplicate_rows(local_ray, scenes, tmp_p
     assert marker.exists(), "no actor was killed"
     rows = pq.read_table(tmp_path / "out").to_pylist()
     assert run.rows == len(rows) == 24 and len({r["image"] for r in rows}) == 24
+
+
+def test_ray_evaluation_rows_identical_to_local(local_ray, tmp_path):
+    manifest = write_scene_manifest(tmp_path / "set", 64, seed=12, size=96)  # boxes scaled 96 -> 64 px
+    common = dict(methods="gradcam", metrics=["deletion", "pointing_game"], metric_options={"deletion": {"steps": 8}}, weights=WEIGHTS, targets="label", shard_size=32)
+    ray_run = vx.evaluate_dataset(MODEL, manifest, out=tmp_path / "ray", engine="ray", num_actors=2, **common)
+    local_run = vx.evaluate_dataset(MODEL, manifest, out=tmp_path / "local", **common)
+    assert ray_run.rows == local_run.rows == 64 and ray_run.summary == local_run.summary
+    from_ray = pq.read_table(tmp_path / "ray").sort_by([("image", "ascending")])
+    assert "pointing_game.hit" in from_ray.column_names
+    assert from_ray.equals(pq.read_table(tmp_path / "local").sort_by([("image", "ascending")]))
