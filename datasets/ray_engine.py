@@ -1,14 +1,18 @@
 """``engine="ray"``: the same shards on Ray Data (the only module of vexplain that imports ray).
 
-One dataset row per shard (its images, as JSON) flows through two stages:
+One dataset row per shard (its images, as JSON) flows through:
 
-- **decode** — Ray tasks read and preprocess a shard's images (``num_cpus=DECODE_CPUS``);
+- **decode** (clusters with GPUs) — Ray tasks read and preprocess a shard's images
+  (``num_cpus=DECODE_CPUS``) while the GPUs explain; the decoded shard travels as a numpy tensor
+  column. On CPU actors the actor decodes its own shard instead: a separate decode stage there
+  only competes for the same CPUs and adds one scheduled task per shard, which cost 5.7× in
+  steady-state throughput on 2 cores (benchmarks/README.md);
 - **explain** — an actor pool (``map_batches`` with :class:`ShardExplainer`, one shard per call)
   whose actors each build the model once from its spec (a path, or ``pkg.module:factory`` plus
   weights). With GPUs in the cluster there is one actor per GPU (``num_gpus=1``, the PyTorch
   model moved to CUDA); otherwise one actor per CPU, each claiming ``ACTOR_CPUS`` (fractional) so
-  decode tasks always keep a share of the CPUs (actors claiming whole CPUs deadlock the decode
-  stage on a small machine).
+  Ray Data's own tasks always keep a share of the CPUs (actors claiming whole CPUs deadlock the
+  read stage on a small machine).
 
 Writing is not Ray's ``write_parquet``: rows stream back to the driver, which commits each
 complete shard through the same :class:`~vexplain.datasets.store.ShardStore` as the local engine
@@ -91,7 +95,8 @@ def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, l
     expected = {index: len(items) * len(plan.methods) for index, items in shards}
     names = {index: [item.name for item in items] for index, items in shards}
     dataset = ray.data.from_items(descriptors, override_num_blocks=len(descriptors))
-    dataset = dataset.map(_decode_row, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
+    if gpus:  # CPUs decode while the GPUs explain; on CPU actors a decode stage only adds a task per shard
+        dataset = dataset.map(_decode_row, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
     dataset = dataset.map_batches(
         ShardExplainer,
         fn_constructor_kwargs={"spec": spec, "weights": weights, "plan": plan, "cuda": gpus > 0, "random_weights": random_weights},
@@ -143,11 +148,15 @@ class ShardExplainer:
         import pyarrow as pa
 
         tables = []
+        if "inputs" not in batch:  # CPU actors decode their shard themselves
+            batch = {**batch, "inputs": [None] * len(batch["shard"]), "shapes": [None] * len(batch["shard"])}
         for shard, items_json, data, shapes in zip(batch["shard"], batch["items"], batch["inputs"], batch["shapes"]):
             items = [Item(d["name"], d["path"], d["label"], None if d["box"] is None else tuple(d["box"])) for d in json.loads(str(items_json))]
-            inputs = np.asarray(data, dtype=np.float32)
-            sizes = [tuple(shape) for shape in json.loads(str(shapes))]
-            columns, _ = explain_decoded(self.adapter, Decoded(items, inputs, None, sizes), self.plan)
+            if data is None:
+                decoded = decode(items, self.plan)
+            else:
+                decoded = Decoded(items, np.asarray(data, dtype=np.float32), None, [tuple(shape) for shape in json.loads(str(shapes))])
+            columns, _ = explain_decoded(self.adapter, decoded, self.plan)
             table = to_table(columns)
             tables.append(table.append_column("shard", pa.array([int(shard)] * table.num_rows, type=pa.int64())))
         return pa.concat_tables(tables)
