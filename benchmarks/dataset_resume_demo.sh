@@ -65,7 +65,9 @@ for ENGINE in $ENGINES; do
     SHARDS=$(( (IMAGES + SHARD - 1) / SHARD ))
     echo "SIGKILL after $(printf %.1f "$(echo "$KILLED - $START" | bc)") s with $BEFORE of $SHARDS shards committed"
     [ "$BEFORE" -ge 1 ] && [ "$BEFORE" -lt "$SHARDS" ] || { echo "FAIL: not killed mid-run"; cat "$WORK/first-$ENGINE.log"; exit 1; }
-    LEFT=$(for PID in $TREE; do kill -0 "$PID" 2>/dev/null && echo "$PID"; done || true)
+    alive() { for PID in $TREE; do ps -o stat= -p "$PID" 2>/dev/null | grep -qv Z && echo "$PID"; done || true; }
+    for _ in $(seq 50); do [ -z "$(alive)" ] && break; sleep 0.2; done  # SIGKILLed processes take a moment to exit
+    LEFT=$(alive)
     [ -z "$LEFT" ] || { echo "FAIL: processes of the killed run still alive: $LEFT"; exit 1; }
     "$PYTHON" - "$OUT" >"$WORK/kept-$ENGINE.json" <<'PY'
 import hashlib, json, sys
