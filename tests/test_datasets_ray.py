@@ -88,3 +88,24 @@ def test_ray_evaluation_rows_identical_to_local(local_ray, tmp_path):
     from_ray = pq.read_table(tmp_path / "ray").sort_by([("image", "ascending")])
     assert "pointing_game.hit" in from_ray.column_names
     assert from_ray.equals(pq.read_table(tmp_path / "local").sort_by([("image", "ascending")]))
+
+
+def test_decode_stage_and_actor_decoding_give_the_same_rows(scenes):
+    """Both ways a shard reaches an actor (decoded by a decode task on GPU clusters, decoded by
+    the CPU actor itself) give the same table; no Ray cluster needed to call them."""
+    import json as json_module
+    from dataclasses import asdict
+
+    from vexplain.datasets.plan import make_plan
+    from vexplain.datasets.ray_engine import ShardExplainer, _decode_row
+    from vexplain.datasets.sources import resolve_source
+
+    items = list(resolve_source(scenes).items[:5])
+    plan = make_plan("gradcam", {}, None, None, load_metadata(), batch_size=2)
+    row = {"shard": 3, "items": json_module.dumps([asdict(item) for item in items])}
+    decoded = _decode_row(row, plan)
+    actor = ShardExplainer(MODEL, WEIGHTS, plan)
+    staged = actor({key: decoded["inputs"][None] if key == "inputs" else np.asarray([value]) for key, value in decoded.items()})
+    itself = actor({key: np.asarray([value]) for key, value in row.items()})
+    assert staged.num_rows == 5 and staged.equals(itself)
+    assert staged.column("shard").to_pylist() == [3] * 5
