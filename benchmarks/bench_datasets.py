@@ -3,7 +3,10 @@ cores, one Ray actor's throughput, and peak memory against the data set's size.
 
     python benchmarks/bench_datasets.py --images 200 --method gradcam [--ray] [--memory 100,2000]
 
-Every run writes the demo scenes as PNG files first, so decoding is part of what is timed.
+Every run writes the demo scenes as PNG files first, so decoding is part of what is timed. Each
+engine run reports its overall images/s, its start-up (seconds until the first shard is
+committed: for Ray, the actors' process start, imports and model build) and its steady state
+(images/s between the first and the last commit), timed at the driver's shard commits.
 """
 from __future__ import annotations
 
@@ -38,10 +41,28 @@ def plain_loop(folder: Path, method: str) -> float:
 
 
 def engine(folder: Path, out: Path, method: str, name: str, **extra) -> float:
+    """Overall images/s of one run."""
     import vexplain as vx
 
-    run = vx.explain_dataset(MODEL, folder, method=method, weights=WEIGHTS, out=out, engine=name, overwrite=True, **extra)
-    return run.images_per_second
+    return vx.explain_dataset(MODEL, folder, method=method, weights=WEIGHTS, out=out, engine=name, overwrite=True, **extra).images_per_second
+
+
+def timed_engine(small: Path, folder: Path, out: Path, method: str, name: str, **extra) -> dict[str, float]:
+    """A run on ``folder`` and one on ``small`` (one shard of its images): overall images/s of
+    the full run, start-up s (the one-shard run's wall time: for Ray, actor processes, imports and
+    model builds, plus one shard's work) and steady-state images/s, the extra images of the full
+    run over its extra time (start-up cancels; shard commits cannot be used for Ray, whose
+    results reach the driver in bursts)."""
+    import vexplain as vx
+
+    def seconds(source: Path, target: Path) -> tuple[float, int]:
+        started = time.perf_counter()
+        run = vx.explain_dataset(MODEL, source, method=method, weights=WEIGHTS, out=target, engine=name, overwrite=True, **extra)
+        return time.perf_counter() - started, run.images
+
+    short, few = seconds(small, out.with_name(out.name + "-small"))
+    full, many = seconds(folder, out)
+    return {"images_per_s": many / full, "startup_s": short, "steady_images_per_s": (many - few) / (full - short) if full > short else float("nan")}
 
 
 def peak_memory_mb(count: int, method: str) -> float:
@@ -63,15 +84,25 @@ def main() -> int:
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--ray", action="store_true", help="also time engine='ray' (local Ray, one actor per CPU) and one actor alone")
     parser.add_argument("--memory", default="", help="comma-separated image counts for the peak-memory runs, e.g. 100,2000")
+    parser.add_argument("--shard-size", type=int, default=16, help="images per shard, the unit of one actor call (default 16)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads in this process (the plain loop and the local engine; Ray actors use one each)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    results: dict = {"images": args.images, "method": args.method, "cpus": os.cpu_count()}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results: dict = {"images": args.images, "method": args.method, "cpus": os.cpu_count(), "shard_size": args.shard_size, "torch_threads": args.threads or "default"}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "scenes"
+        folder, small = Path(tmp) / "scenes", Path(tmp) / "one-shard"
         write_scenes(folder, args.images)
-        engine(folder, Path(tmp) / "warm", args.method, "local")  # plugins, first-call costs
+        write_scenes(small, args.shard_size)
+        engine(folder, Path(tmp) / "warm", args.method, "local", shard_size=args.shard_size)  # plugins, first-call costs
         results["plain_loop_images_per_s"] = plain_loop(folder, args.method)
-        results["local_images_per_s"] = engine(folder, Path(tmp) / "local", args.method, "local")
+        local = timed_engine(small, folder, Path(tmp) / "local", args.method, "local", shard_size=args.shard_size)
+        results["local_images_per_s"] = local["images_per_s"]
+        results["local_startup_s"] = local["startup_s"]
+        results["local_steady_images_per_s"] = local["steady_images_per_s"]
         results["local_speedup"] = results["local_images_per_s"] / results["plain_loop_images_per_s"]
         if args.ray:
             import ray
@@ -79,10 +110,14 @@ def main() -> int:
             os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             try:
-                engine(folder, Path(tmp) / "ray-warm", args.method, "ray", shard_size=16)
-                results["ray_images_per_s"] = engine(folder, Path(tmp) / "ray", args.method, "ray", shard_size=16)
-                results["ray_overhead"] = results["local_images_per_s"] / results["ray_images_per_s"]
-                results["ray_one_actor_images_per_s"] = engine(folder, Path(tmp) / "ray1", args.method, "ray", shard_size=16, num_actors=1)
+                engine(folder, Path(tmp) / "ray-warm", args.method, "ray", shard_size=args.shard_size)
+                for actors in (2, 1):
+                    timed = timed_engine(small, folder, Path(tmp) / f"ray{actors}", args.method, "ray", shard_size=args.shard_size, num_actors=actors)
+                    for key, value in timed.items():
+                        results[f"ray_{actors}_actors_{key}"] = value
+                results["ray_overhead_overall"] = results["local_images_per_s"] / results["ray_2_actors_images_per_s"]
+                results["ray_overhead_steady"] = results["local_steady_images_per_s"] / results["ray_2_actors_steady_images_per_s"]
+                results["ray_actor_scaling_2_vs_1"] = results["ray_2_actors_steady_images_per_s"] / results["ray_1_actors_steady_images_per_s"]
             finally:
                 ray.shutdown()
     for count in [int(c) for c in args.memory.split(",") if c]:

@@ -13,6 +13,7 @@ from vexplain.core.readme_tables import markdown_table
 from vexplain.core.registry import methods_supported_by
 
 from .evaluate_data import TRUTH_FILE, demo_set, folder_set
+from .evaluate_dataset_command import add_dataset_arguments, run_dataset, wants_dataset
 from .evaluate_outputs import summary_rows, write_csv, write_json
 from .evaluate_run import RANDOM_BASELINE, check_options, run_all, select, split_options
 from .explain_command import parse_options
@@ -36,7 +37,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--model", help="a .onnx file, a TorchScript file, or pkg.module:factory with --weights (default: the shipped demo model)")
     parser.add_argument("--weights", "-w", help="state_dict file for a pkg.module:factory MODEL (read with weights_only=True)")
     add_random_weights_argument(parser)
-    parser.add_argument("--data", help="a folder of images (default: generated demo scenes)")
+    parser.add_argument("--data", help="a folder of images (default: generated demo scenes); with MODEL or --engine, a folder or manifest for a Parquet data-set run")
     parser.add_argument("--truth", help=f"ground-truth JSON for --data: name -> {{'box': [x0, y0, x1, y1] | 'mask': 'file.png', 'label': class}} (default DATA/{TRUTH_FILE})")
     parser.add_argument("--images", type=int, help=f"number of images (default {DEFAULT_DEMO_IMAGES} generated scenes, or every file of --data)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the generated scenes and of the random baseline (default 2026)")
@@ -47,12 +48,15 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize --data images to H W (default: the model's metadata)")
     parser.add_argument("--mean", type=float, nargs=3, metavar="M", help="per-channel mean for normalisation (default: metadata, else 0)")
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
+    add_dataset_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.images is not None and args.images < 1:
         raise InvalidOption(f"--images must be at least 1; got {args.images}")
+    if wants_dataset(args):
+        return _run_dataset(args)
     if args.model is None and args.data is not None:
         raise InvalidOption("--data needs --model (the shipped demo model only knows the generated scenes)")
     if args.model is None:
@@ -92,3 +96,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"not applicable: {run_.name} × {metric}: {reason}", file=sys.stderr)
     print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'report.html'}", file=sys.stderr)
     return 0
+
+
+def _run_dataset(args: argparse.Namespace) -> int:
+    """``vexplain evaluate MODEL --data DIR_OR_MANIFEST``: see ``evaluate_dataset_command``."""
+    model = args.model_spec or args.model
+    adapter = load_model(model, args.weights, random_weights=args.random_weights) if model and not args.methods else None
+    methods = select(args.methods, methods_supported_by(adapter) if adapter is not None else [], "methods")
+    metrics = select(args.metrics, [m.name for m in registered_metrics()], "metrics") if args.metrics else None
+    method_options, metric_options = split_options(parse_options(args.options), methods, metrics or [m.name for m in registered_metrics()])
+    return run_dataset(args, methods, metrics, method_options, metric_options)

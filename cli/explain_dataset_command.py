@@ -9,6 +9,8 @@ from typing import Any
 from vexplain.core.errors import InvalidInput, InvalidOption
 from vexplain.core.progress import progress_bars
 
+from .model_loading import check_weights
+
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The data-set flags of ``vexplain explain`` (ignored for plain image files unless given)."""
@@ -44,6 +46,7 @@ def run_dataset(args: argparse.Namespace, options: dict[str, Any], target: int |
         raise InvalidOption(f"--methods takes comma-separated method names (e.g. gradcam,saliency); got {args.methods!r}")
     if args.ray_address is not None and args.engine != "ray":
         raise InvalidOption("--ray-address goes with --engine ray")
+    check_weights(args.model, args.weights, args.random_weights)  # refused in the CLI's words, before any work
     with progress_bars(sys.stderr.isatty()):
         done = explain_dataset(
             args.model,
@@ -53,6 +56,7 @@ def run_dataset(args: argparse.Namespace, options: dict[str, Any], target: int |
             engine=args.engine or "local",
             targets=target,
             weights=args.weights,
+            random_weights=args.random_weights,
             size=args.size,
             mean=args.mean,
             std=args.std,

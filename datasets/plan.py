@@ -23,7 +23,9 @@ class Plan:
     int (that class for every image) or ``"label"`` (the source's label per image); ``size``,
     ``mean``, ``std``: preprocessing (see ``core/images.preprocess``); ``batch_size``: images per
     ``vx.explain`` call (a shard is cut into batches the same way on every engine, so engines
-    agree bit for bit); ``overlays``: also keep the resized images to write overlay PNGs.
+    agree bit for bit); ``overlays``: also keep the resized images to write overlay PNGs;
+    ``metrics``: metric names scored on every method's maps (``evaluate_dataset``) and
+    ``metric_options`` per metric (checked by ``datasets.metrics.check_metrics``).
     """
 
     methods: tuple[str, ...]
@@ -37,17 +39,22 @@ class Plan:
     colormap: str = "jet"
     alpha: float = 0.5
     extra: Mapping[str, Any] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
+    metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def spec(self, fingerprint: str) -> dict[str, Any]:
         """The JSON-able description a resumed run must match (batch and shard sizes are left out:
-        they do not change results)."""
-        return {
+        they do not change results; metrics appear only in a run that has them)."""
+        spec = {
             "model": fingerprint,
             "methods": list(self.methods),
             "options": jsonable({m: dict(self.options[m]) for m in self.methods}),
             "target": self.target,
             "preprocessing": jsonable({"size": self.size, "mean": self.mean, "std": self.std}),
         }
+        if self.metrics:
+            spec["metrics"] = jsonable({m: dict(self.metric_options.get(m, {})) for m in self.metrics})
+        return spec
 
 
 def make_plan(

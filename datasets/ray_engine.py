@@ -1,14 +1,18 @@
 """``engine="ray"``: the same shards on Ray Data (the only module of vexplain that imports ray).
 
-One dataset row per shard (its images, as JSON) flows through two stages:
+One dataset row per shard (its images, as JSON) flows through:
 
-- **decode** — Ray tasks read and preprocess a shard's images (``num_cpus=DECODE_CPUS``);
+- **decode** (clusters with GPUs) — Ray tasks read and preprocess a shard's images
+  (``num_cpus=DECODE_CPUS``) while the GPUs explain; the decoded shard travels as a numpy tensor
+  column. On CPU actors the actor decodes its own shard instead: a separate decode stage there
+  only competes for the same CPUs and adds one scheduled task per shard, which cost 5.7× in
+  steady-state throughput on 2 cores (benchmarks/README.md);
 - **explain** — an actor pool (``map_batches`` with :class:`ShardExplainer`, one shard per call)
   whose actors each build the model once from its spec (a path, or ``pkg.module:factory`` plus
   weights). With GPUs in the cluster there is one actor per GPU (``num_gpus=1``, the PyTorch
   model moved to CUDA); otherwise one actor per CPU, each claiming ``ACTOR_CPUS`` (fractional) so
-  decode tasks always keep a share of the CPUs (actors claiming whole CPUs deadlock the decode
-  stage on a small machine).
+  Ray Data's own tasks always keep a share of the CPUs (actors claiming whole CPUs deadlock the
+  read stage on a small machine).
 
 Writing is not Ray's ``write_parquet``: rows stream back to the driver, which commits each
 complete shard through the same :class:`~vexplain.datasets.store.ShardStore` as the local engine
@@ -19,7 +23,6 @@ so a retry never duplicates a row and a resumed run skips committed shards.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import asdict
@@ -29,7 +32,7 @@ import numpy as np
 
 from vexplain.core.errors import VexplainError
 
-from .pipeline import COLUMNS, Decoded, decode, explain_decoded, to_table
+from .pipeline import Decoded, decode, explain_decoded, to_table
 from .plan import Plan
 from .sources import Item
 from .store import ShardStore
@@ -47,6 +50,7 @@ def run_ray(
     advance: Callable[[int], None],
     address: str | None = None,
     num_actors: int | None = None,
+    random_weights: bool = False,
 ) -> int:
     """Explain and commit ``shards`` on Ray; returns the rows written. A Ray already initialised in
     this process is used as it is; otherwise ``address=None`` starts a local one (no dashboard,
@@ -61,7 +65,7 @@ def run_ray(
     if started:
         _init(ray, address)
     try:
-        return _run(ray, spec, weights, shards, plan, store, advance, num_actors)
+        return _run(ray, spec, weights, shards, plan, store, advance, num_actors, random_weights)
     except Exception as error:
         cause = _vexplain_cause(error)
         if cause is not None:
@@ -80,7 +84,7 @@ def _init(ray: Any, address: str | None) -> None:
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None], num_actors: int | None) -> int:
+def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None], num_actors: int | None, random_weights: bool = False) -> int:
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False
@@ -91,10 +95,11 @@ def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, l
     expected = {index: len(items) * len(plan.methods) for index, items in shards}
     names = {index: [item.name for item in items] for index, items in shards}
     dataset = ray.data.from_items(descriptors, override_num_blocks=len(descriptors))
-    dataset = dataset.map(_decode_row, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
+    if gpus:  # CPUs decode while the GPUs explain; on CPU actors a decode stage only adds a task per shard
+        dataset = dataset.map(_decode_row, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
     dataset = dataset.map_batches(
         ShardExplainer,
-        fn_constructor_kwargs={"spec": spec, "weights": weights, "plan": plan, "cuda": gpus > 0},
+        fn_constructor_kwargs={"spec": spec, "weights": weights, "plan": plan, "cuda": gpus > 0, "random_weights": random_weights},
         batch_size=1,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=min(size, len(shards))),
@@ -123,19 +128,18 @@ def _run(ray: Any, spec: str, weights: str | None, shards: Sequence[tuple[int, l
 def _decode_row(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
     items = [Item(d["name"], d["path"], d["label"], None if d["box"] is None else tuple(d["box"])) for d in json.loads(row["items"])]
     decoded = decode(items, plan)
-    buffer = io.BytesIO()
-    np.save(buffer, decoded.inputs, allow_pickle=False)
-    return {"shard": row["shard"], "items": row["items"], "inputs": buffer.getvalue()}
+    # a numpy column: Ray Data keeps it as an Arrow tensor block, handed to the actor without a copy
+    return {"shard": row["shard"], "items": row["items"], "inputs": decoded.inputs, "shapes": json.dumps(decoded.shapes)}
 
 
 class ShardExplainer:
     """The actor: the model built once from its spec, then every method on one decoded shard per
     call, returning the shard's rows (plus a ``shard`` column) as a ``pyarrow.Table``."""
 
-    def __init__(self, spec: str, weights: str | None, plan: Plan, cuda: bool = False):
-        from vexplain.cli.model_loading import load_model
+    def __init__(self, spec: str, weights: str | None, plan: Plan, cuda: bool = False, random_weights: bool = False):
+        from vexplain.core.model_specs import load_model
 
-        self.adapter = load_model(spec, weights)
+        self.adapter = load_model(spec, weights, random_weights=random_weights)
         if cuda and hasattr(getattr(self.adapter, "model", None), "to"):
             self.adapter.model.to("cuda")
         self.plan = plan
@@ -144,10 +148,15 @@ class ShardExplainer:
         import pyarrow as pa
 
         tables = []
-        for shard, items_json, data in zip(batch["shard"], batch["items"], batch["inputs"]):
+        if "inputs" not in batch:  # CPU actors decode their shard themselves
+            batch = {**batch, "inputs": [None] * len(batch["shard"]), "shapes": [None] * len(batch["shard"])}
+        for shard, items_json, data, shapes in zip(batch["shard"], batch["items"], batch["inputs"], batch["shapes"]):
             items = [Item(d["name"], d["path"], d["label"], None if d["box"] is None else tuple(d["box"])) for d in json.loads(str(items_json))]
-            inputs = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
-            columns, _ = explain_decoded(self.adapter, Decoded(items, inputs, None), self.plan)
+            if data is None:
+                decoded = decode(items, self.plan)
+            else:
+                decoded = Decoded(items, np.asarray(data, dtype=np.float32), None, [tuple(shape) for shape in json.loads(str(shapes))])
+            columns, _ = explain_decoded(self.adapter, decoded, self.plan)
             table = to_table(columns)
             tables.append(table.append_column("shard", pa.array([int(shard)] * table.num_rows, type=pa.int64())))
         return pa.concat_tables(tables)
@@ -170,7 +179,7 @@ def _deduplicated(parts: list[Any]) -> Any:
         if key not in seen:
             seen.add(key)
             keep.append(position)
-    return table.take(pa.array(keep)).select(list(COLUMNS))
+    return table.take(pa.array(keep)).select([name for name in table.column_names if name != "shard"])
 
 
 def _vexplain_cause(error: BaseException) -> VexplainError | None:

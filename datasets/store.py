@@ -4,6 +4,7 @@ Layout of ``out/``::
 
     part-00000.parquet ...   one file per completed shard (rows: image x method)
     _vexplain_run.json       the manifest: the run's spec and every committed shard's images
+    _summary.json            runs with metrics: mean and std per method x metric value
     _overlays/               optional PNGs, <image name>.<method>.png (the "_" keeps readers out)
 
 A shard is committed in two atomic steps: its file is written to a hidden temporary name and
@@ -25,6 +26,7 @@ from typing import Any
 from vexplain.core.errors import InvalidInput, InvalidOption
 
 MANIFEST = "_vexplain_run.json"
+SUMMARY = "_summary.json"  # written by datasets.metrics.summarize after a run with metrics
 FORMAT = 1
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
 
@@ -113,7 +115,7 @@ class ShardStore:
 
     def _clear(self) -> None:
         for path in self.out.iterdir():
-            if _PART.match(path.name) or path.name == MANIFEST or path.name.endswith(".tmp"):
+            if _PART.match(path.name) or path.name in (MANIFEST, SUMMARY) or path.name.endswith(".tmp"):
                 path.unlink()
         if (self.out / "_overlays").is_dir():
             shutil.rmtree(self.out / "_overlays")

@@ -61,3 +61,19 @@ def dying_build():
 def sorted_rows(table) -> list[dict]:
     """A Parquet table's rows sorted by (image, method)."""
     return sorted(table.to_pylist(), key=lambda row: (row["image"], row["method"]))
+
+
+def write_scene_manifest(folder: Path, count: int, seed: int = 0, size: int = 64) -> Path:
+    """``count`` demo scenes of ``size`` px as PNGs under ``folder`` and ``folder/set.csv``, a
+    manifest with each scene's ``label`` and object ``box`` (pixels of the PNG)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["path,label,box"]
+    for number in range(count):
+        scene = generate_scene(rng, size=size)
+        name = f"scene{number:04d}.png"
+        cv2.imwrite(str(folder / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+        lines.append(f"{name},{scene.label},{' '.join(map(str, scene.box))}")
+    manifest = folder / "set.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest

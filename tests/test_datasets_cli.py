@@ -9,7 +9,7 @@ import pytest
 
 from vexplain.cli.main import main
 
-from datasets_support import MODEL, WEIGHTS, write_scenes
+from datasets_support import MODEL, WEIGHTS, write_scene_manifest, write_scenes
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +70,46 @@ def test_image_files_with_methods_are_a_data_set(folder, tmp_path, capsys):
     assert "2 images x 1 method(s): 2 rows in 1 new shard(s), 0 images already done" in capsys.readouterr().out
     root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
     assert pq.read_table(tmp_path / "o").column("image").to_pylist() == [Path(p).relative_to(root).as_posix() for p in paths]
+
+
+@pytest.fixture(scope="module")
+def boxed(tmp_path_factory) -> Path:
+    return write_scene_manifest(tmp_path_factory.mktemp("cli_boxed"), 4, seed=6)
+
+
+def test_evaluate_model_data_manifest_then_resume(boxed, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["evaluate", MODEL, "--weights", WEIGHTS, "--data", str(boxed), "--out", str(out), "--methods", "gradcam,saliency",
+            "--metrics", "deletion,pointing_game", "--option", "deletion.steps=8", "--shard-size", "3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "| method | deletion.auc | pointing_game.baseline_hit | pointing_game.hit |" in printed.out
+    assert "4 images x 2 method(s)" in printed.err and "8 rows in 2 new shard(s)" in printed.err
+    table = pq.read_table(out)
+    labels = [int(line.split(",")[1]) for line in boxed.read_text().splitlines()[1:]]
+    assert table.num_rows == 8 and sorted(table.column("target").to_pylist()) == sorted(labels * 2)  # labels explained by default
+    assert main(argv) == 0
+    assert "0 rows in 0 new shard(s), 4 images already done" in capsys.readouterr().err
+    assert main([*argv, "--target", "top", "--out", str(tmp_path / "top")]) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--metrics", "pointing_game", "--data", "{folder}"], "needs a box for every image"),
+        (["--metrics", "nosuch"], "nosuch"),
+        (["--ray-address", "127.0.0.1:1"], "--engine ray"),
+        (["--truth", "x.json"], "--truth belongs to the in-memory report"),
+        (["--target", "cat"], "--target of a data-set evaluation"),
+        (["--option", "deletion.steps=0"], "steps"),
+        (["--no-weights"], "pass --weights state_dict.pt, or --random-weights"),
+        (["--model", MODEL], "MODEL or --model, not both"),
+    ],
+)
+def test_evaluate_data_set_errors_are_one_line_exit_2(boxed, folder, tmp_path, capsys, extra, message):
+    weights = [] if "--no-weights" in extra else ["--weights", WEIGHTS]
+    extra = [str(folder) if e == "{folder}" else e for e in extra if e != "--no-weights"]
+    argv = ["evaluate", MODEL, *weights, "--data", str(boxed), "--out", str(tmp_path / "o"), "--methods", "gradcam", "--metrics", "deletion", *extra]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -28,7 +28,7 @@ from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notebook import compare
 from vexplain.core.options import Option
 from vexplain import targets
-from vexplain.datasets.api import DatasetRun, explain_dataset
+from vexplain.datasets.api import DatasetRun, evaluate_dataset, explain_dataset
 
 __version__ = "0.1.0"
 
@@ -60,6 +60,7 @@ __all__ = [
     "adapt",
     "compare",
     "evaluate",
+    "evaluate_dataset",
     "explain",
     "explain_dataset",
     "hookimpl",
