@@ -23,9 +23,9 @@ _DONE = object()
 def run_local(model: Any, shards: Sequence[tuple[int, list[Item]]], plan: Plan, store: ShardStore, advance: Callable[[int], None]) -> int:
     """Explain and commit every ``(index, items)`` shard in order; ``advance(n)`` after each shard
     with its image count. Returns the rows written."""
-    written = 0
+    written, pins = 0, {}
     for index, decoded in _prefetched(shards, plan):
-        columns, overlays = explain_decoded(model, decoded, plan)
+        columns, overlays = explain_decoded(model, decoded, plan, pins)
         _write_overlays(store, overlays)
         table = to_table(columns)
         store.commit(index, table, [item.name for item in decoded.items])

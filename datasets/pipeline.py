@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vexplain.core.api import explain
+from vexplain.core.engine_choice import pinned
 from vexplain.core.errors import InvalidInput, InvalidTarget
 from vexplain.core.images import load_image, preprocess
 
@@ -87,10 +88,22 @@ def decode(items: Sequence[Item], plan: Plan) -> Decoded:
     return Decoded(list(items), np.stack(inputs), shown if plan.overlays else None, shapes)
 
 
-def explain_decoded(model: Any, decoded: Decoded, plan: Plan) -> tuple[dict[str, list[Any]], dict[tuple[str, str], np.ndarray]]:
+#: what ``exp.options`` records about how fast the engines were (probe times): kept out of the rows,
+#: which must be the same whichever run, engine or worker explained an image
+TIMING_OPTIONS = ("engine_probes", "engine_reason")
+
+
+def explain_decoded(
+    model: Any, decoded: Decoded, plan: Plan, pins: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, list[Any]], dict[tuple[str, str], np.ndarray]]:
     """Every method on the decoded images in batches of ``plan.batch_size``, then every metric of
     ``plan.metrics`` on each method's maps: the rows as columns (ordered by image, then method)
-    and, when overlays are asked for, {(image, method): RGB}."""
+    and, when overlays are asked for, {(image, method): RGB}.
+
+    ``pins`` (one dict per run or per worker, filled here): a method whose ``engine="auto"`` chose
+    by probing runs every later batch on the engine and batch size its first batch chose
+    (``engine_choice.pinned``), so a run is not re-probed per batch and its batches agree."""
+    pins = {} if pins is None else pins
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     overlays: dict[tuple[str, str], np.ndarray] = {}
     targets = _targets(decoded.items, plan)
@@ -100,8 +113,10 @@ def explain_decoded(model: Any, decoded: Decoded, plan: Plan) -> tuple[dict[str,
         batch = decoded.inputs[start:stop]
         wanted = targets if targets is None or isinstance(targets, int) else targets[start:stop]
         for m, method in enumerate(plan.methods):
-            exp = explain(model, batch, method=method, targets=wanted, **plan.options[method])
-            options = json.dumps(jsonable(exp.options), sort_keys=True)
+            exp = explain(model, batch, method=method, targets=wanted, **pins.get(method, plan.options[method]))
+            pins.setdefault(method, pinned(dict(plan.options[method]), exp.options))
+            recorded = {key: value for key, value in exp.options.items() if key not in TIMING_OPTIONS}
+            options = json.dumps(jsonable(recorded), sort_keys=True)
             values, metric_warnings = {}, []
             if plan.metrics:
                 values, metric_warnings = evaluate_batch(

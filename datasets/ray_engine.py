@@ -143,6 +143,7 @@ class ShardExplainer:
         if cuda and hasattr(getattr(self.adapter, "model", None), "to"):
             self.adapter.model.to("cuda")
         self.plan = plan
+        self.pins: dict[str, dict[str, Any]] = {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         import pyarrow as pa
@@ -156,7 +157,7 @@ class ShardExplainer:
                 decoded = decode(items, self.plan)
             else:
                 decoded = Decoded(items, np.asarray(data, dtype=np.float32), None, [tuple(shape) for shape in json.loads(str(shapes))])
-            columns, _ = explain_decoded(self.adapter, decoded, self.plan)
+            columns, _ = explain_decoded(self.adapter, decoded, self.plan, self.pins)
             table = to_table(columns)
             tables.append(table.append_column("shard", pa.array([int(shard)] * table.num_rows, type=pa.int64())))
         return pa.concat_tables(tables)

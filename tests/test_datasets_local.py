@@ -196,3 +196,38 @@ def test_overlays_beside_the_dataset(scenes, tmp_path):
     assert len(pngs) == 3 and all(p.startswith("_overlays/") and p.endswith(".gradcam.png") for p in pngs)
     assert load_image(out / pngs[0]).shape == (64, 64, 3)
     assert pq.read_table(out).num_rows == 3
+
+
+def test_auto_engine_is_chosen_once_per_run_and_probe_times_stay_out_of_rows(scenes, tmp_path, monkeypatch):
+    """engine="auto" probes (thresholds lowered so it does on this tiny model), then every later
+    batch runs the first batch's engine; rows record the engine but no timing, so they are the
+    same whichever run wrote them, and equal vx.explain on that engine."""
+    from vexplain.core import engine_choice
+
+    monkeypatch.setattr(engine_choice, "MIN_PROBE_INPUTS", 1)
+    monkeypatch.setattr(engine_choice, "MIN_RUN_SECONDS", 0.0)
+    engine_choice.clear_cache()
+    calls = []
+    real = engine_choice.run_probes
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_choice, "run_probes", counted)
+    adapter = demo_adapter()
+    options = {"window": 16, "stride": 8}
+    run = vx.explain_dataset(adapter, scenes, method="occlusion", out=tmp_path / "out", batch_size=2, shard_size=4, **options)
+    assert run.rows == 12
+    rows = sorted_rows(pq.read_table(tmp_path / "out"))
+    recorded = [json.loads(row["options"]) for row in rows]
+    assert all("engine_probes" not in r and "engine_reason" not in r for r in recorded)
+    engines = {r["engine"] for r in recorded}
+    assert len(engines) == 1 and engines <= {"incremental", "onnx", "torch"}
+    assert len(calls) == 1, f"probed {len(calls)} times in one run"
+    engine = engines.pop()
+    for row in rows[:3]:
+        inputs = preprocess(load_image(scenes / row["image"]), META["input_size"], META["mean"], META["std"])[None]
+        exp = vx.explain(adapter, inputs, method="occlusion", targets=row["target"], engine=engine, **options)
+        np.testing.assert_allclose(map_of(row), exp.maps[0], rtol=1e-5, atol=1e-6)
+    engine_choice.clear_cache()
