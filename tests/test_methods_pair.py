@@ -1,0 +1,107 @@
+"""PAIR saliency's methods (Blur IG, Guided IG, XRAI): hand values on tiny fixed-weight models,
+agreement with ``saliency.core`` given the same model gradients, batch sizes, option errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vexplain as vx
+from vexplain.core.errors import InvalidOption, UnsupportedCapability
+from models import assert_untouched, images, onnx_bytes, seeded_cnn, snapshot
+
+pair = pytest.importorskip("saliency.core", reason="PAIR saliency is the reference: pip install saliency==0.2.1 --no-deps")
+scipy_ndimage = pytest.importorskip("scipy.ndimage")
+
+
+def call_model_function(model: nn.Module, target: int):
+    """PAIR's model interface over our torch model: HWC float batches in, d y_t / d x (HWC) out."""
+
+    def call(x_batch, call_model_args=None, expected_keys=None):
+        x = torch.tensor(np.moveaxis(np.asarray(x_batch), -1, 1), dtype=torch.float32, requires_grad=True)
+        model(x)[:, target].sum().backward()
+        return {pair.INPUT_OUTPUT_GRADIENTS: np.moveaxis(x.grad.double().numpy(), 1, -1)}
+
+    return call
+
+
+def hwc(image: np.ndarray) -> np.ndarray:
+    return np.moveaxis(image, 0, -1).astype(np.float64)
+
+
+def chw(values: np.ndarray) -> np.ndarray:
+    return np.moveaxis(values, -1, 0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return seeded_cnn(seed=4)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return images(4, size=16, seed=5)
+
+
+# -------------------------------------------------------------------------------- Blur IG
+
+
+def test_blur_matrix_is_scipys_gaussian_filter():
+    from vexplain.plugins.blur_ig import blurred
+
+    image = np.random.default_rng(0).normal(size=(2, 9, 13))
+    for sigma in (0.0, 0.01, 0.7, 2.5, 40.0):
+        expected = scipy_ndimage.gaussian_filter(image, sigma=[0, sigma, sigma], mode="constant") if sigma else image
+        actual = blurred(torch.from_numpy(image)[None], [sigma])[0].numpy()
+        np.testing.assert_allclose(actual, expected, atol=1e-12)
+
+
+def test_blur_ig_by_hand_on_a_linear_model():
+    # y = Σ w ⊙ x is linear, so the path integral is exact: Σ attributions = y(x) − y(x_σmax), and
+    # for a one-pixel image the blur keeps x·(φ(0)/Σφ)² (zero padding, rows then columns).
+    net = nn.Sequential(nn.Flatten(), nn.Linear(1, 1, bias=False))
+    with torch.no_grad():
+        net[1].weight.fill_(2.0)
+    x = np.array([[[[3.0]]]], dtype=np.float32)
+    exp = vx.explain(net, x, method="blur_ig", targets=0, steps=4, max_sigma=1.0)
+    # σ_i = 0, .25, .5, .75 (radius 0, 1, 2, 3 taps): blurring one pixel keeps the centre weight
+    centre = lambda s: 1.0 / sum(np.exp(-0.5 * k * k / s**2) for k in range(-int(4 * s + 0.5), int(4 * s + 0.5) + 1))
+    sigmas = [0.0, 0.25, 0.5, 0.75]
+    blur = lambda s: 3.0 * (centre(s) ** 2 if s else 1.0)
+    expected = -sum(0.25 * (blur(s + 0.01) - blur(s)) / 0.01 * 2.0 for s in sigmas)
+    np.testing.assert_allclose(exp.attributions.reshape(-1), [expected], rtol=1e-5)
+    assert expected > 0
+
+
+def test_blur_ig_agrees_with_pair(model, x):
+    exp = vx.explain(model, x, method="blur_ig", steps=20, max_sigma=6.0)
+    for image, target, ours in zip(x, exp.targets, exp.attributions):
+        theirs = pair.BlurIG().GetMask(hwc(image), call_model_function(model, int(target)), steps=20, max_sigma=6.0, batch_size=7)
+        np.testing.assert_allclose(ours, chw(theirs), atol=1e-4)
+
+
+def test_blur_ig_sqrt_spacing_agrees_with_pair_point_by_point(model, x):
+    # PAIR weights a batch by its last point's Δσ: with batch_size=1 each point keeps its own
+    exp = vx.explain(model, x[:1], method="blur_ig", steps=10, max_sigma=4.0, sqrt=True)
+    theirs = pair.BlurIG().GetMask(hwc(x[0]), call_model_function(model, int(exp.targets[0])), steps=10, max_sigma=4.0, sqrt=True, batch_size=1)
+    np.testing.assert_allclose(exp.attributions[0], chw(theirs), atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 16])
+def test_blur_ig_batch_size_changes_nothing(model, x, batch_size):
+    whole = vx.explain(model, x, method="blur_ig", steps=8, batch_size=64)
+    part = vx.explain(model, x, method="blur_ig", steps=8, batch_size=batch_size)
+    np.testing.assert_allclose(part.attributions, whole.attributions, atol=1e-6)
+
+
+def test_blur_ig_completeness_and_defaults(model, x):
+    exp = vx.explain(model, x[:2], method="blur_ig")
+    assert exp.options["steps"] == 100 and exp.options["max_sigma"] == 50.0 and exp.options["grad_step"] == 0.01
+    assert len(exp.options["completeness_gap"]) == 2
+
+
+@pytest.mark.parametrize("option", [{"steps": 0}, {"max_sigma": 0}, {"grad_step": -1.0}, {"sqrt": "maybe"}])
+def test_blur_ig_bad_options(model, x, option):
+    with pytest.raises(InvalidOption):
+        vx.explain(model, x[:1], method="blur_ig", **option)
