@@ -20,8 +20,8 @@ def call_model_function(model: nn.Module, target: int):
 
     def call(x_batch, call_model_args=None, expected_keys=None):
         x = torch.tensor(np.moveaxis(np.asarray(x_batch), -1, 1), dtype=torch.float32, requires_grad=True)
-        model(x)[:, target].sum().backward()
-        return {pair.INPUT_OUTPUT_GRADIENTS: np.moveaxis(x.grad.double().numpy(), 1, -1)}
+        (grad,) = torch.autograd.grad(model(x)[:, target].sum(), x)  # leaves the parameters' .grad alone
+        return {pair.INPUT_OUTPUT_GRADIENTS: np.moveaxis(grad.double().numpy(), 1, -1)}
 
     return call
 
@@ -181,3 +181,95 @@ def test_guided_ig_batch_size_changes_nothing(model, x, batch_size):
 def test_guided_ig_bad_options(model, x, option):
     with pytest.raises(InvalidOption):
         vx.explain(model, x[:1], method="guided_ig", **option)
+
+
+# -------------------------------------------------------------------------------- XRAI
+
+
+def test_xrai_ranking_by_hand():
+    # 4x4 attribution, three regions: C = whole image, A = left half (all 1), B = top-right
+    # quarter (all 3); the bottom-right quarter holds −1, 0, 0, 0.
+    from vexplain.plugins._xrai_regions import ranked_regions
+
+    attr = torch.tensor([[1.0, 1.0, 3.0, 3.0], [1.0, 1.0, 3.0, 3.0], [1.0, 1.0, -1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    a = torch.zeros(4, 4, dtype=torch.bool)
+    a[:, :2] = True
+    b = torch.zeros(4, 4, dtype=torch.bool)
+    b[:2, 2:] = True
+    c = torch.ones(4, 4, dtype=torch.bool)
+    out = ranked_regions(attr, torch.stack([c, a, b]), area=1.0, min_pixel_diff=1)
+    # first step: densities C = 19/16, A = 1, B = 3 → B; then C's new pixels: (8 + (−1)) / 12
+    # = 0.583 vs A's 1 → A; then C adds the 4 bottom-right pixels at (−1 + 0 + 0 + 0)/4
+    expected = np.array([[1, 1, 3, 3], [1, 1, 3, 3], [1, 1, -0.25, -0.25], [1, 1, -0.25, -0.25]])
+    np.testing.assert_allclose(out.numpy(), expected)
+    # area=0.2 stops after B (4/16 = 0.25 > 0.2): the rest takes the mean of its own attribution
+    out = ranked_regions(attr, torch.stack([c, a, b]), area=0.2, min_pixel_diff=1)
+    rest = (8 - 1) / 12
+    np.testing.assert_allclose(out.numpy(), np.where(b.numpy(), 3.0, rest))
+    # min_pixel_diff=5 drops B (4 pixels): C (19/16) beats A (1) and covers everything
+    out = ranked_regions(attr, torch.stack([c, a, b]), area=1.0, min_pixel_diff=5)
+    np.testing.assert_allclose(out.numpy(), np.full((4, 4), 19 / 16))
+
+
+def test_dilation_is_skimages():
+    from skimage.morphology import dilation, disk
+
+    from vexplain.plugins._xrai_regions import dilated
+
+    masks = np.random.default_rng(1).random((3, 20, 17)) > 0.97
+    ours = dilated(torch.from_numpy(masks), 3).numpy()
+    for mask, got in zip(masks, ours):
+        np.testing.assert_array_equal(got, dilation(mask, footprint=disk(3)))
+
+
+@pytest.mark.parametrize("size", [16, 40])
+def test_xrai_agrees_with_pair_given_the_same_base_attribution(model, size):
+    x = images(2, size=size, seed=6)
+    exp = vx.explain(model, x, method="xrai", base="saliency", base_options={"abs": False})
+    for image, base, ours in zip(x, exp.attributions, exp.maps):
+        pixel = np.moveaxis(np.repeat(base, 3, axis=0), 0, -1).astype(np.float64)
+        theirs = pair.XRAI().GetMask(hwc(image), None, base_attribution=pixel)
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_xrai_default_base_is_pairs_ig(model):
+    x = images(1, size=16, seed=7)
+    exp = vx.explain(model, x, method="xrai", steps=20)
+    details = pair.XRAIParameters(steps=20, return_ig_attributions=True)
+    theirs = pair.XRAI().GetMaskWithDetails(hwc(x[0]), call_model_function(model, int(exp.targets[0])), batch_size=20, extra_parameters=details)
+    ig = np.mean(theirs.ig_attribution, axis=0).max(axis=-1)
+    np.testing.assert_allclose(exp.attributions[0, 0], ig, atol=1e-4)
+    np.testing.assert_allclose(exp.maps[0], theirs.attribution_mask, atol=1e-4)
+
+
+def test_xrai_over_a_gradient_free_base_runs_on_onnx(model):
+    x = images(2, size=16, seed=8)
+    onnx = vx.adapt(onnx_bytes(model, (3, 16, 16)))
+    options = {"base": "occlusion", "base_options": {"window": 4, "stride": 4}}
+    on_onnx = vx.explain(onnx, x, method="xrai", **options)
+    on_torch = vx.explain(model, x, method="xrai", **options)
+    np.testing.assert_allclose(on_onnx.maps, on_torch.maps, atol=1e-4)
+    with pytest.raises(UnsupportedCapability):
+        vx.explain(onnx, x, method="xrai")
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 16])
+def test_xrai_batch_size_changes_nothing(model, batch_size):
+    # path points per pass, and inputs one by one against both at once (the registry-wide
+    # tests/test_batch_invariance.py runs 16 inputs in chunks of 1, 2 and 4)
+    x = images(2, size=16, seed=9)
+    whole = vx.explain(model, x, method="xrai", steps=8, batch_size=64)
+    parts = [vx.explain(model, x[i : i + 1], method="xrai", steps=8, batch_size=batch_size) for i in range(2)]
+    np.testing.assert_allclose(np.concatenate([p.maps for p in parts]), whole.maps, atol=1e-6)
+
+
+@pytest.mark.parametrize("option", [{"base": "nope"}, {"base": "xrai"}, {"area": 2.0}, {"min_pixel_diff": 0}, {"base_options": {"abs": True}}])
+def test_xrai_bad_options(model, option):
+    with pytest.raises(InvalidOption):
+        vx.explain(model, images(1, size=16), method="xrai", **option)
+
+
+def test_xrai_leaves_the_model_alone(model):
+    before = snapshot(model)
+    vx.explain(model, images(1, size=16), method="xrai", steps=4)
+    assert_untouched(model, before)
