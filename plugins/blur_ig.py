@@ -14,35 +14,8 @@ from vexplain.core.options import Option, boolean, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest, gather_scores
 
+from ._gaussian import blurred
 from ._gradient_maps import GRADIENT_MEMORY_FACTOR, channel_map, pair_chunks, reduction_options, request_for, resolve_targets
-
-#: scipy's ``gaussian_filter`` cuts its kernel at this many σ (its ``truncate`` default)
-TRUNCATE = 4.0
-
-
-def blur_matrix(size: int, sigma: float, device: torch.device) -> torch.Tensor:
-    """``(size, size)`` float64 B with ``B @ v`` = scipy's ``gaussian_filter1d(v, sigma,
-    mode="constant")``: weights exp(−k²/2σ²) normalised over |k| ≤ ⌊4σ + ½⌋, zeros outside the
-    image. σ = 0 gives the identity."""
-    if sigma == 0:
-        return torch.eye(size, dtype=torch.float64, device=device)
-    radius = int(TRUNCATE * sigma + 0.5)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
-    weights = torch.exp(-0.5 * taps**2 / sigma**2)
-    weights /= weights.sum()
-    offset = torch.arange(size, device=device)[None, :] - torch.arange(size, device=device)[:, None]
-    inside = offset.abs() <= radius
-    return torch.where(inside, weights[(offset + radius).clamp(0, 2 * radius)], torch.zeros((), dtype=torch.float64, device=device))
-
-
-def blurred(images: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
-    """``(B, C, H, W)`` float64: image b blurred over its two spatial axes with σ = ``sigmas[b]``
-    (zero padding, as scipy's ``gaussian_filter(mode="constant")``); ``images`` is ``(B, C, H, W)``."""
-    height, width = images.shape[-2:]
-    device = images.device
-    rows = torch.stack([blur_matrix(height, s, device) for s in sigmas])
-    cols = torch.stack([blur_matrix(width, s, device) for s in sigmas])
-    return rows[:, None] @ images.double() @ cols[:, None].transpose(-1, -2)
 
 
 def blur_sigmas(steps: int, max_sigma: float, sqrt: bool) -> list[float]:

@@ -48,7 +48,7 @@ def x():
 
 
 def test_blur_matrix_is_scipys_gaussian_filter():
-    from vexplain.plugins.blur_ig import blurred
+    from vexplain.plugins._gaussian import blurred
 
     image = np.random.default_rng(0).normal(size=(2, 9, 13))
     for sigma in (0.0, 0.01, 0.7, 2.5, 40.0):
