@@ -65,7 +65,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     method = entry.name  # an alias or another spelling names the method it stands for
     explainer_class = entry.obj
     adapter = adapt(model)
-    adapter.require(explainer_class.requires, f"method '{method}'")
+    adapter.require(explainer_class.requires_for(options), f"method '{method}'")
     resolved = resolve_options(method, explainer_class.options, options)
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
     adapter, request = bind_targets(adapter, targets, tensor.shape[0])

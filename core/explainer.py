@@ -44,6 +44,12 @@ class Explainer:
     paper: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
 
+    @classmethod
+    def requires_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The capabilities a call with these (unresolved) options needs: ``requires`` unless an
+        option changes them (a method over a chosen base method)."""
+        return tuple(cls.requires)
+
     def attribute(
         self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]
     ) -> Attribution:

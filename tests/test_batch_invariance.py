@@ -17,6 +17,8 @@ FAST_OPTIONS = {
     "shapley_sampling": {"cells": 4, "samples": 4},
     "kernel_shap": {"cells": 4, "samples": 64},
     "lime": {"cells": 4, "samples": 64},
+    "extremal_perturbation": {"max_iter": 20},
+    "guided_ig": {"steps": 20},
 }
 METHODS = [m.name for m in vx.methods()]
 #: methods that need attention modules run on a tiny ViT (32x32 inputs) instead of the CNN

@@ -11,7 +11,7 @@ from vexplain.core.adapter import ATTENTION
 from models import assert_untouched, hook_counts, images, snapshot, train_flag_cnn
 
 METHODS = [m.name for m in vx.methods() if ATTENTION not in m.requires]  # attention methods: test_vit_rollout.py (a CNN has none)
-FAST_OPTIONS = {"occlusion": {"window": 8, "stride": 8}}
+FAST_OPTIONS = {"occlusion": {"window": 8, "stride": 8}, "extremal_perturbation": {"max_iter": 20}, "guided_ig": {"steps": 20}}
 
 
 def mixed_mode_model():
