@@ -10,7 +10,7 @@ from vexplain.core.api import adapt
 from vexplain.core.errors import InvalidOption
 from vexplain.core.model_metadata import read_metadata_file
 
-METADATA_KEYS = ("class_names", "input_size", "mean", "std")
+METADATA_KEYS = ("class_names", "input_size", "mean", "std", "resize", "crop", "resize_shorter")
 # what the torch adapter takes as a factory: a dotted module, a colon, a callable's name
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

@@ -78,14 +78,49 @@ class Explanation:
         """
         return np.stack([heatmap(m, colormap, signed) for m in self.maps])
 
-    def overlay(
-        self, images: np.ndarray | Sequence[np.ndarray], colormap: str | None = None, alpha: float = 0.5, signed: bool | None = None
-    ) -> np.ndarray:
-        """Heat maps (``heatmaps(colormap, signed)``) blended over ``images`` (``(N, H, W, 3)`` RGB,
-        uint8 or float in [0, 1]).
+    def map_at_original(self, index: int) -> np.ndarray:
+        """Map ``index`` at its photo's own resolution, float32 ``(H, W)``: mapped back through the
+        resize and crop or letterbox recorded in ``options["preprocess"]`` (inputs made by
+        ``vx.prepare_images``), bilinear, **NaN** where the model never saw the photo (outside a
+        centre crop); see ``core/preprocessing.py``."""
+        from .preprocessing import map_to_original
 
-        Result: uint8 ``(N, H, W, 3)`` RGB, ``alpha * heatmap + (1 - alpha) * image``. Images of
-        another size are resized to the maps' size.
+        return map_to_original(self.maps[index], self._record(index))
+
+    def _record(self, index: int) -> dict[str, Any]:
+        records = self.options.get("preprocess")
+        if not records:
+            raise InvalidOption(
+                "this explanation has no preprocessing record, so its maps cannot be placed on the original photos: "
+                "make the inputs with vx.prepare_images(photos, model), or use at='model'"
+            )
+        if not 0 <= index < len(records) or index >= len(self):
+            raise InvalidOption(f"map index {index} is out of range for {len(self)} maps")
+        return records[index]
+
+    def _maps_at(self, at: str) -> list[np.ndarray]:
+        if at == "model":
+            return list(self.maps)
+        if at == "original":
+            return [self.map_at_original(i) for i in range(len(self))]
+        raise InvalidOption(f"at must be 'model' (the maps' own size) or 'original' (each photo's size); got {at!r}")
+
+    def overlay(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        colormap: str | None = None,
+        alpha: float = 0.5,
+        signed: bool | None = None,
+        at: str = "model",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Heat maps (``heatmaps(colormap, signed)``) blended over ``images`` (RGB, uint8 or float in
+        [0, 1], one per map).
+
+        ``at="model"`` (default): uint8 ``(N, H, W, 3)`` at the maps' size, ``alpha * heatmap +
+        (1 - alpha) * image``; images of another size are resized to the maps' size.
+        ``at="original"``: ``images`` are the original photos and each map is placed on its photo
+        at the photo's resolution (``map_at_original``); a list of uint8 ``(H_i, W_i, 3)`` (photos
+        may differ in size), the photo shown unblended where the map is NaN (outside the crop).
         """
         import cv2
 
@@ -94,15 +129,21 @@ class Explanation:
         images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
         if len(images) != len(self):
             raise InvalidOption(f"overlay got {len(images)} images for {len(self)} maps; give one image per map")
-        height, width = self.maps.shape[1:]
         blended = []
-        for image, heat in zip(images, self.heatmaps(colormap, signed)):
+        for image, raw in zip(images, self._maps_at(at)):
             rgb = as_rgb_uint8(image)
+            height, width = raw.shape
             if rgb.shape[:2] != (height, width):
+                if at == "original":
+                    raise InvalidOption(f"at='original' needs the original photo: got a {rgb.shape[1]}×{rgb.shape[0]} image for a {width}×{height} photo")
                 rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-            mixed = alpha * heat.astype(np.float32) + (1 - alpha) * rgb.astype(np.float32)
+            known = np.isfinite(raw)
+            filled = raw if known.all() else np.where(known, raw, raw[known].min() if known.any() else 0.0)
+            heat = heatmap(filled, colormap, signed).astype(np.float32)
+            weight = np.where(known, np.float32(alpha), np.float32(0.0))[..., None]
+            mixed = weight * heat + (1 - weight) * rgb.astype(np.float32)
             blended.append(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
-        return np.stack(blended)
+        return np.stack(blended) if at == "model" else blended
 
     def save(
         self,
@@ -113,6 +154,7 @@ class Explanation:
         alpha: float = 0.5,
         signed: bool | None = None,
         colour_bar: bool = False,
+        at: str = "model",
     ) -> list[Path]:
         """Write ``<stem>.<method>.png`` (overlay, or the heat map without images) and
         ``<stem>.<method>.npy`` (the raw ``(H, W)`` map) per input; returns the paths written.
@@ -120,6 +162,9 @@ class Explanation:
         ``colormap``/``signed`` as in ``heatmaps``. ``colour_bar=True`` adds a strip of
         ``core.colour_scale.COLOUR_BAR_HEIGHT`` rows below each PNG: the colormap labelled with
         the values its ends stand for.
+
+        ``at="original"``: both at each photo's own resolution (``map_at_original``: the ``.npy`` is
+        NaN outside the part the model saw); ``images`` are then the original photos.
 
         ``stem`` is one name per input, or one name that gets ``_<i>`` appended when N > 1.
         Files are written through a temporary file and a rename (``core.output_files``): a symlink
@@ -131,9 +176,13 @@ class Explanation:
             stems = [f"{stems[0]}_{i}" for i in range(len(self))]
         if len(stems) != len(self):
             raise InvalidOption(f"save got {len(stems)} stems for {len(self)} maps; give one stem per map")
-        pictures = self.heatmaps(colormap, signed) if images is None else self.overlay(images, colormap, alpha, signed)
+        raws = self._maps_at(at)
+        if images is not None:
+            pictures = self.overlay(images, colormap, alpha, signed, at)
+        else:
+            pictures = [heatmap(np.where(np.isfinite(m), m, np.nanmin(m) if np.isfinite(m).any() else 0.0), colormap, signed) for m in raws]
         written = []
-        for name, picture, raw in zip(stems, pictures, self.maps):
+        for name, picture, raw in zip(stems, pictures, raws):
             if colour_bar:
                 picture = with_colour_bar(picture, raw, colormap, signed)
             png = folder / f"{name}.{self.method}.png"
