@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import InvalidOption
 from .output_files import output_folder, write_npy, write_png
-from .colour_scale import heatmap, with_colour_bar
+from .colour_scale import choose, colour, heatmap, value_range, with_colour_bar
 from .postprocess import as_rgb_uint8, normalize
 
 
@@ -138,11 +138,16 @@ class Explanation:
                     raise InvalidOption(f"at='original' needs the original photo: got a {rgb.shape[1]}×{rgb.shape[0]} image for a {width}×{height} photo")
                 rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
             known = np.isfinite(raw)
-            filled = raw if known.all() else np.where(known, raw, raw[known].min() if known.any() else 0.0)
-            heat = heatmap(filled, colormap, signed).astype(np.float32)
-            weight = np.where(known, np.float32(alpha), np.float32(0.0))[..., None]
-            mixed = weight * heat + (1 - weight) * rgb.astype(np.float32)
-            blended.append(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
+            everywhere = bool(known.all())
+            heat = heatmap(raw, colormap, signed) if at == "model" else _heat_on(raw, self.maps[len(blended)], colormap, signed)
+            mixed = np.empty_like(rgb)
+            for top in range(0, height, 256):  # in strips: float copies of a large photo stay small
+                rows = slice(top, top + 256)
+                part = alpha * heat[rows].astype(np.float32) + (1 - alpha) * rgb[rows].astype(np.float32)
+                mixed[rows] = np.clip(np.round(part), 0, 255).astype(np.uint8)
+            if not everywhere:
+                mixed[~known] = rgb[~known]
+            blended.append(mixed)
         return np.stack(blended) if at == "model" else blended
 
     def save(
@@ -180,14 +185,32 @@ class Explanation:
         if images is not None:
             pictures = self.overlay(images, colormap, alpha, signed, at)
         else:
-            pictures = [heatmap(np.where(np.isfinite(m), m, np.nanmin(m) if np.isfinite(m).any() else 0.0), colormap, signed) for m in raws]
+            pictures = [heatmap(m, colormap, signed) if at == "model" else _heat_on(m, s, colormap, signed) for m, s in zip(raws, self.maps)]
         written = []
-        for name, picture, raw in zip(stems, pictures, raws):
-            if colour_bar:
-                picture = with_colour_bar(picture, raw, colormap, signed)
+        for name, picture, raw, scale_from in zip(stems, pictures, raws, self.maps):
+            if colour_bar:  # the model-space map's range: the same colours at either resolution
+                picture = with_colour_bar(picture, scale_from, colormap, signed)
             png = folder / f"{name}.{self.method}.png"
             npy = folder / f"{name}.{self.method}.npy"
             write_png(png, picture)
             write_npy(npy, raw.astype(np.float32))
             written += [png, npy]
         return written
+
+
+def _heat_on(raw: np.ndarray, scale_from: np.ndarray, colormap: str | None, signed: bool | None) -> np.ndarray:
+    """``raw`` (a map at a photo's resolution, NaN outside the crop) coloured on the scale that
+    ``heatmap(scale_from)`` uses for its model-space map, so both resolutions share colours and one
+    colour bar; interpolated values lie within that map's range. NaN takes the scale's low end."""
+    chosen_map, chosen_signed = choose(scale_from, colormap, signed)
+    low, high = value_range(scale_from, chosen_signed)
+    unit = np.nan_to_num(raw.astype(np.float32), nan=low)
+    if chosen_signed:
+        unit = 0.5 + 0.5 * unit / np.float32(high) if high > 0 else np.full_like(unit, 0.5)
+    else:
+        unit = (unit - np.float32(low)) / np.float32(high - low) if high > low else np.zeros_like(unit)
+    np.clip(unit, 0.0, 1.0, out=unit)
+    heat = np.empty((*unit.shape, 3), dtype=np.uint8)
+    for top in range(0, unit.shape[0], 256):  # in strips: rdbu interpolates in float64
+        heat[top:top + 256] = colour(unit[top:top + 256], chosen_map)
+    return heat

@@ -50,6 +50,7 @@ DEFAULT_RESIZE = "shorter"
 DEFAULT_CROP = "center"
 #: a change of aspect ratio larger than this fraction is stated in ``exp.warnings``
 ASPECT_TOLERANCE = 0.01
+STRIP_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -218,9 +219,12 @@ def map_to_original(raw_map: np.ndarray, record: dict[str, Any]) -> np.ndarray:
     dy, dx = record["offset"]
     ys = (np.arange(height, dtype=np.float64) + 0.5) * resized_h / height + dy
     xs = (np.arange(width, dtype=np.float64) + 0.5) * resized_w / width + dx
-    grid_x = np.broadcast_to((xs - 0.5).astype(np.float32)[None, :], (height, width))
-    grid_y = np.broadcast_to((ys - 0.5).astype(np.float32)[:, None], (height, width))
-    mapped = cv2.remap(values, np.ascontiguousarray(grid_x), np.ascontiguousarray(grid_y), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mapped = np.empty((height, width), dtype=np.float32)
+    for top in range(0, height, STRIP_ROWS):  # in strips: coordinate grids stay small for large photos
+        rows = ys[top:top + STRIP_ROWS]
+        grid_x = np.ascontiguousarray(np.broadcast_to((xs - 0.5).astype(np.float32)[None, :], (len(rows), width)))
+        grid_y = np.ascontiguousarray(np.broadcast_to((rows - 0.5).astype(np.float32)[:, None], (len(rows), width)))
+        mapped[top:top + len(rows)] = cv2.remap(values, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = ((ys >= 0) & (ys < values.shape[0]))[:, None] & ((xs >= 0) & (xs < values.shape[1]))[None, :]
     mapped[~inside] = np.nan
     return mapped

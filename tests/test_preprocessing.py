@@ -172,3 +172,15 @@ def test_real_photo_from_scikit_image():
     assert record["crop_box"] == [100.0, 0.0, 500.0, 400.0]  # 16·600/96 = 100, 80·600/96 = 500
     back = exp.map_at_original(0)
     assert np.isfinite(back[:, 100:500]).all() and np.isnan(back[:, :100]).all() and np.isnan(back[:, 500:]).all()
+
+
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient"])  # unsigned and signed maps
+def test_original_and_model_agree_when_nothing_was_resized(method, tmp_path):
+    image = photo(64, 64, 7)
+    prepared = vx.prepare_images(image, {"input_size": [64, 64], "mean": [0.5] * 3, "std": [0.25] * 3})
+    exp = vx.explain(MeanModel(), prepared, method=method, targets=0)
+    np.testing.assert_allclose(exp.map_at_original(0), exp.maps[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(exp.overlay([image], at="original")[0], exp.overlay(image)[0])
+    model_files = exp.save(tmp_path / "m", "p", [image], colour_bar=True)
+    original_files = exp.save(tmp_path / "o", "p", [image], colour_bar=True, at="original")
+    assert model_files[0].read_bytes() == original_files[0].read_bytes()
