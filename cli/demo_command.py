@@ -13,7 +13,6 @@ import torch
 
 from vexplain.core.api import explain, methods
 from vexplain.core.errors import VexplainError
-from vexplain.core.gallery import draw_box, grid, mark_peak
 from vexplain.core.output_files import output_folder, write_bytes, write_png, write_text
 from vexplain.core.progress import progress, progress_bars
 
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     names = [m.name for m in methods()]
     results: dict[str, dict[str, Any]] = {}
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
     scenes = write_scenes(out, images)
     model_files = copy_model(out)
@@ -78,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
             results[name] = {"hits": int(hits.sum()), "scenes": len(hits), "seconds": round(seconds, 4), "options": _jsonable(exp.options), "warnings": exp.warnings}
             for line in exp.warnings:
                 print(f"vexplain demo: warning: {name}: {line}", file=sys.stderr)
-            overlays = exp.overlay(images)
-            columns[name] = np.stack([mark_peak(o, p) for o, p in zip(overlays, peaks)])
+            columns[name] = (exp.maps[:FIGURE_ROWS], peaks[:FIGURE_ROWS])
     accuracy = float((adapter.forward(torch.from_numpy(inputs)).argmax(1).numpy() == labels).mean())
     figure_path = out / "demo.png"
     _write_figure(figure_path, images, labels, boxes, columns, meta["class_names"])
@@ -97,12 +95,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.ndarray, columns: dict[str, np.ndarray], class_names: list[str]) -> None:
+def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.ndarray, columns: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]) -> None:
+    from vexplain.demo.figure import demo_figure
+
     rows = min(FIGURE_ROWS, len(images))
-    tiles = [[draw_box(images[i], boxes[i])] + [columns[name][i] for name in columns] for i in range(rows)]
-    captions = [[class_names[int(labels[i])]] + ["" for _ in columns] for i in range(rows)]
-    figure = grid(tiles, ["input + box"] + list(columns), captions, scale=2)
-    write_png(path, figure)
+    write_png(path, demo_figure(images[:rows], labels[:rows], boxes[:rows], columns, class_names, scored=len(images)))
 
 
 def write_scenes(out: Path, images: np.ndarray) -> list[Path]:

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vexplain.core.api import explain
 from vexplain.core.errors import InvalidOption
-from vexplain.core.images import DEFAULT_MAX_PIXELS, load_image, preprocess
+from vexplain.core.images import DEFAULT_MAX_PIXELS, load_image
+from vexplain.core.preprocessing import from_metadata, model_view, prepare_images
 from vexplain.core.options import parse_option_text
 from vexplain.core.output_files import output_folder
 from vexplain.core.progress import progress, progress_bars
@@ -46,6 +45,10 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="per-channel std for normalisation (default: metadata, else 1)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help=f"refuse images with more pixels, read from the header before decoding (default {DEFAULT_MAX_PIXELS:,}); large images are decoded at reduced size when --size or the metadata gives a small input")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the heat map (default 0.5)")
+    parser.add_argument(
+        "--at", choices=("original", "model"), default="original",
+        help="resolution of the written overlay and map: each image's own (default; NaN/unblended outside a centre crop) or the model's input",
+    )
     parser.add_argument("--colormap", help="colormap: rdbu or an OpenCV name (default: rdbu, centred at zero, for maps with negative values; else jet)")
     add_dataset_arguments(parser)
     parser.set_defaults(run=run)
@@ -78,19 +81,19 @@ def run(args: argparse.Namespace) -> int:
         return run_dataset(args, options, args.target if args.target == "label" else resolve_target(args.target, names))
     adapter = load_model(args.model, args.weights, args.output, args.random_weights)
     meta = adapter.metadata
-    size = args.size or meta.get("input_size")
-    mean = args.mean or meta.get("mean") or (0.0, 0.0, 0.0)
-    std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
+    spec = from_metadata(meta, args.size, args.mean, args.std)
+    size = spec.size
     class_names = meta.get("class_names")
     target = resolve_target(args.target, class_names, size)
-    images = [(Path(p), load_image(p, max_pixels=args.max_pixels, reduce_to=size)) for p in args.images]
+    reduce_to = size if spec.resize_shorter is None else (spec.resize_shorter, spec.resize_shorter)
+    images = [(Path(p), load_image(p, max_pixels=args.max_pixels, reduce_to=reduce_to)) for p in args.images]
     out = output_folder(args.out)
     with progress_bars(sys.stderr.isatty()):
         for path, image in progress(images, total=len(images), description="images"):
-            inputs = preprocess(image, size, mean, std)[None]
-            exp = explain(adapter, inputs, method=args.method, targets=target, **options)
-            shown = image if size is None else _resize(image, inputs.shape[2:])
-            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha, colour_bar=True)
+            photos = prepare_images(image, meta, args.size, args.mean, args.std)
+            exp = explain(adapter, photos, method=args.method, targets=target, **options)
+            shown = image if args.at == "original" else model_view(image, spec)
+            written = exp.save(out, path.stem, [shown], colormap=args.colormap, alpha=args.alpha, colour_bar=True, at=args.at)
             column = int(exp.targets[0])
             if isinstance(target, Target):
                 what = exp.options["targets"]
@@ -102,8 +105,3 @@ def run(args: argparse.Namespace) -> int:
                 print(f"vexplain explain: warning: {path.name}: {line}", file=sys.stderr)
     return 0
 
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)

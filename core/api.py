@@ -12,6 +12,7 @@ from .concurrency import one_call_per_model
 from .errors import InvalidOption, ModelLoadError
 from .explanation import Explanation
 from .inputs import as_input_tensor
+from .preprocessing import PreparedImages
 from .notices import collecting
 from .options import resolve_options
 from .registry import REGISTRY
@@ -49,7 +50,8 @@ def adapt(model: Any, **options: Any) -> ModelAdapter:
 def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets = None, **options: Any) -> Explanation:
     """Explain ``model``'s scores on ``inputs`` with ``method``.
 
-    ``inputs``: float32 ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch, already preprocessed.
+    ``inputs``: float32 ``(N, C, H, W)`` or ``(C, H, W)``, numpy or torch, already preprocessed;
+    or photos made into inputs by ``vx.prepare_images`` (their records go to ``exp.options["preprocess"]``).
     ``targets``: None (each input's top class), an int (all inputs), one int per input, a
     ``vx.targets`` object (``Box``, ``Region``, ``Similarity``, a plugin's kind; a list of them: one
     per input), or a callable mapping the model's raw output to one score per input (see
@@ -67,6 +69,8 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     adapter = adapt(model)
     adapter.require(explainer_class.requires_for(options), f"method '{method}'")
     resolved = resolve_options(method, explainer_class.options, options)
+    photos = inputs if isinstance(inputs, PreparedImages) else None
+    inputs = photos.inputs if photos is not None else inputs
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
     adapter, request = bind_targets(adapter, targets, tensor.shape[0])
     prepared = time.perf_counter()
@@ -91,6 +95,9 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
         warnings=warnings,
         extras={name: numpy(value) for name, value in result.extras.items()},
     )
+    if photos is not None:  # photos made by vx.prepare_images: how to map back onto each
+        explanation.options["preprocess"] = photos.records
+        explanation.warnings = [*photos.notices(), *explanation.warnings]
     finished = time.perf_counter()
     explanation.timings = {
         "prepare": prepared - started,

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import InvalidOption
 from .output_files import output_folder, write_npy, write_png
-from .colour_scale import heatmap, with_colour_bar
+from .colour_scale import choose, colour, heatmap, value_range, with_colour_bar
 from .postprocess import as_rgb_uint8, normalize
 
 
@@ -81,14 +81,49 @@ class Explanation:
         """
         return np.stack([heatmap(m, colormap, signed) for m in self.maps])
 
-    def overlay(
-        self, images: np.ndarray | Sequence[np.ndarray], colormap: str | None = None, alpha: float = 0.5, signed: bool | None = None
-    ) -> np.ndarray:
-        """Heat maps (``heatmaps(colormap, signed)``) blended over ``images`` (``(N, H, W, 3)`` RGB,
-        uint8 or float in [0, 1]).
+    def map_at_original(self, index: int) -> np.ndarray:
+        """Map ``index`` at its photo's own resolution, float32 ``(H, W)``: mapped back through the
+        resize and crop or letterbox recorded in ``options["preprocess"]`` (inputs made by
+        ``vx.prepare_images``), bilinear, **NaN** where the model never saw the photo (outside a
+        centre crop); see ``core/preprocessing.py``."""
+        from .preprocessing import map_to_original
 
-        Result: uint8 ``(N, H, W, 3)`` RGB, ``alpha * heatmap + (1 - alpha) * image``. Images of
-        another size are resized to the maps' size.
+        return map_to_original(self.maps[index], self._record(index))
+
+    def _record(self, index: int) -> dict[str, Any]:
+        records = self.options.get("preprocess")
+        if not records:
+            raise InvalidOption(
+                "this explanation has no preprocessing record, so its maps cannot be placed on the original photos: "
+                "make the inputs with vx.prepare_images(photos, model), or use at='model'"
+            )
+        if not 0 <= index < len(records) or index >= len(self):
+            raise InvalidOption(f"map index {index} is out of range for {len(self)} maps")
+        return records[index]
+
+    def _maps_at(self, at: str) -> list[np.ndarray]:
+        if at == "model":
+            return list(self.maps)
+        if at == "original":
+            return [self.map_at_original(i) for i in range(len(self))]
+        raise InvalidOption(f"at must be 'model' (the maps' own size) or 'original' (each photo's size); got {at!r}")
+
+    def overlay(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        colormap: str | None = None,
+        alpha: float = 0.5,
+        signed: bool | None = None,
+        at: str = "model",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Heat maps (``heatmaps(colormap, signed)``) blended over ``images`` (RGB, uint8 or float in
+        [0, 1], one per map).
+
+        ``at="model"`` (default): uint8 ``(N, H, W, 3)`` at the maps' size, ``alpha * heatmap +
+        (1 - alpha) * image``; images of another size are resized to the maps' size.
+        ``at="original"``: ``images`` are the original photos and each map is placed on its photo
+        at the photo's resolution (``map_at_original``); a list of uint8 ``(H_i, W_i, 3)`` (photos
+        may differ in size), the photo shown unblended where the map is NaN (outside the crop).
         """
         import cv2
 
@@ -97,15 +132,26 @@ class Explanation:
         images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
         if len(images) != len(self):
             raise InvalidOption(f"overlay got {len(images)} images for {len(self)} maps; give one image per map")
-        height, width = self.maps.shape[1:]
         blended = []
-        for image, heat in zip(images, self.heatmaps(colormap, signed)):
+        for image, raw in zip(images, self._maps_at(at)):
             rgb = as_rgb_uint8(image)
+            height, width = raw.shape
             if rgb.shape[:2] != (height, width):
+                if at == "original":
+                    raise InvalidOption(f"at='original' needs the original photo: got a {rgb.shape[1]}×{rgb.shape[0]} image for a {width}×{height} photo")
                 rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-            mixed = alpha * heat.astype(np.float32) + (1 - alpha) * rgb.astype(np.float32)
-            blended.append(np.clip(np.round(mixed), 0, 255).astype(np.uint8))
-        return np.stack(blended)
+            known = np.isfinite(raw)
+            everywhere = bool(known.all())
+            heat = heatmap(raw, colormap, signed) if at == "model" else _heat_on(raw, self.maps[len(blended)], colormap, signed)
+            mixed = np.empty_like(rgb)
+            for top in range(0, height, 256):  # in strips: float copies of a large photo stay small
+                rows = slice(top, top + 256)
+                part = alpha * heat[rows].astype(np.float32) + (1 - alpha) * rgb[rows].astype(np.float32)
+                mixed[rows] = np.clip(np.round(part), 0, 255).astype(np.uint8)
+            if not everywhere:
+                mixed[~known] = rgb[~known]
+            blended.append(mixed)
+        return np.stack(blended) if at == "model" else blended
 
     def save(
         self,
@@ -116,6 +162,7 @@ class Explanation:
         alpha: float = 0.5,
         signed: bool | None = None,
         colour_bar: bool = False,
+        at: str = "model",
     ) -> list[Path]:
         """Write ``<stem>.<method>.png`` (overlay, or the heat map without images) and
         ``<stem>.<method>.npy`` (the raw ``(H, W)`` map) per input; returns the paths written.
@@ -123,6 +170,9 @@ class Explanation:
         ``colormap``/``signed`` as in ``heatmaps``. ``colour_bar=True`` adds a strip of
         ``core.colour_scale.COLOUR_BAR_HEIGHT`` rows below each PNG: the colormap labelled with
         the values its ends stand for.
+
+        ``at="original"``: both at each photo's own resolution (``map_at_original``: the ``.npy`` is
+        NaN outside the part the model saw); ``images`` are then the original photos.
 
         ``stem`` is one name per input, or one name that gets ``_<i>`` appended when N > 1.
         Files are written through a temporary file and a rename (``core.output_files``): a symlink
@@ -134,14 +184,36 @@ class Explanation:
             stems = [f"{stems[0]}_{i}" for i in range(len(self))]
         if len(stems) != len(self):
             raise InvalidOption(f"save got {len(stems)} stems for {len(self)} maps; give one stem per map")
-        pictures = self.heatmaps(colormap, signed) if images is None else self.overlay(images, colormap, alpha, signed)
+        raws = self._maps_at(at)
+        if images is not None:
+            pictures = self.overlay(images, colormap, alpha, signed, at)
+        else:
+            pictures = [heatmap(m, colormap, signed) if at == "model" else _heat_on(m, s, colormap, signed) for m, s in zip(raws, self.maps)]
         written = []
-        for name, picture, raw in zip(stems, pictures, self.maps):
-            if colour_bar:
-                picture = with_colour_bar(picture, raw, colormap, signed)
+        for name, picture, raw, scale_from in zip(stems, pictures, raws, self.maps):
+            if colour_bar:  # the model-space map's range: the same colours at either resolution
+                picture = with_colour_bar(picture, scale_from, colormap, signed)
             png = folder / f"{name}.{self.method}.png"
             npy = folder / f"{name}.{self.method}.npy"
             write_png(png, picture)
             write_npy(npy, raw.astype(np.float32))
             written += [png, npy]
         return written
+
+
+def _heat_on(raw: np.ndarray, scale_from: np.ndarray, colormap: str | None, signed: bool | None) -> np.ndarray:
+    """``raw`` (a map at a photo's resolution, NaN outside the crop) coloured on the scale that
+    ``heatmap(scale_from)`` uses for its model-space map, so both resolutions share colours and one
+    colour bar; interpolated values lie within that map's range. NaN takes the scale's low end."""
+    chosen_map, chosen_signed = choose(scale_from, colormap, signed)
+    low, high = value_range(scale_from, chosen_signed)
+    unit = np.nan_to_num(raw.astype(np.float32), nan=low)
+    if chosen_signed:
+        unit = 0.5 + 0.5 * unit / np.float32(high) if high > 0 else np.full_like(unit, 0.5)
+    else:
+        unit = (unit - np.float32(low)) / np.float32(high - low) if high > low else np.zeros_like(unit)
+    np.clip(unit, 0.0, 1.0, out=unit)
+    heat = np.empty((*unit.shape, 3), dtype=np.uint8)
+    for top in range(0, unit.shape[0], 256):  # in strips: rdbu interpolates in float64
+        heat[top:top + 256] = colour(unit[top:top + 256], chosen_map)
+    return heat

@@ -9,12 +9,14 @@ FONT_SCALE = 0.4
 BACKGROUND = 255
 
 
-def _text_tile(text: str, width: int, height: int) -> np.ndarray:
+def text_tile(text: str, width: int, height: int, top: int = 12) -> np.ndarray:
+    """A white ``(height, width, 3)`` tile with ``text`` in dark grey, one line per ``\\n``, the
+    first line's baseline at row ``top``."""
     import cv2
 
     tile = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     for i, line in enumerate(text.split("\n")):
-        cv2.putText(tile, line, (3, 12 + 13 * i), cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, (20, 20, 20), 1, cv2.LINE_AA)
+        cv2.putText(tile, line, (3, top + 13 * i), cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, (20, 20, 20), 1, cv2.LINE_AA)
     return tile
 
 
@@ -34,20 +36,22 @@ def grid(
     caption_h = 16 if captions else 0
     rows = []
     if column_titles:
-        titles = [_text_tile(t, tile_w, 18) for t in column_titles]
-        rows.append(_join(titles, gap, axis=1))
+        titles = [text_tile(t, tile_w, 18) for t in column_titles]
+        rows.append(join(titles, gap, axis=1))
     for r, row in enumerate(tiles):
         cells = []
         for c, tile in enumerate(row):
             big = cv2.resize(tile, (tile_w, tile_h), interpolation=cv2.INTER_NEAREST)
             if captions:
-                big = np.concatenate([big, _text_tile(captions[r][c], tile_w, caption_h)], axis=0)
+                big = np.concatenate([big, text_tile(captions[r][c], tile_w, caption_h)], axis=0)
             cells.append(big)
-        rows.append(_join(cells, gap, axis=1))
-    return _join(rows, gap, axis=0)
+        rows.append(join(cells, gap, axis=1))
+    return join(rows, gap, axis=0)
 
 
-def _join(parts: Sequence[np.ndarray], gap: int, axis: int) -> np.ndarray:
+def join(parts: Sequence[np.ndarray], gap: int, axis: int) -> np.ndarray:
+    """``parts`` concatenated along ``axis`` (0: stacked, 1: side by side) with ``gap`` white pixels
+    between them; parts side by side must share a height (stacked: a width)."""
     spaced = []
     for i, part in enumerate(parts):
         if i:

@@ -6,7 +6,10 @@ Schema (every key optional; other keys are kept as they are):
 - ``class_names``: list of 1 to 100000 strings, each at most 200 characters;
 - ``input_size``: ``[height, width]``, ints in 1..65536;
 - ``mean``: 3 finite numbers; ``std``: 3 finite numbers > 0;
-- ``channels``: an int in 1..4096.
+- ``channels``: an int in 1..4096;
+- ``resize``: ``"shorter"``, ``"longer"`` or ``"exact"``; ``crop``: ``"center"``, ``"letterbox"`` or
+  ``"none"``; ``resize_shorter``: an int in 1..65536 (how a photo becomes the input, defaults
+  shorter + center: see ``core/preprocessing.py``).
 
 A file is at most ``MAX_METADATA_BYTES`` (1 MiB) of UTF-8 JSON, nested at most ``MAX_DEPTH`` (32)
 levels; anything else is a ``ModelLoadError`` naming the file, the key and the expected type.
@@ -60,6 +63,9 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mean": (_triple(False), "a list of 3 finite numbers"),
     "std": (_triple(True), "a list of 3 finite numbers > 0"),
     "channels": (lambda v: _is_int(v) and 0 < v <= 4096, "an int in 1..4096"),
+    "resize": (lambda v: v in ("shorter", "longer", "exact"), "one of 'shorter', 'longer', 'exact'"),
+    "crop": (lambda v: v in ("center", "letterbox", "none"), "one of 'center', 'letterbox', 'none'"),
+    "resize_shorter": (lambda v: _is_int(v) and 0 < v <= MAX_SIDE, f"an int in 1..{MAX_SIDE}"),
 }
 
 

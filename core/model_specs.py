@@ -17,7 +17,7 @@ from .api import adapt
 from .errors import InvalidOption
 from .model_metadata import read_metadata_file
 
-METADATA_KEYS = ("class_names", "input_size", "mean", "std")
+METADATA_KEYS = ("class_names", "input_size", "mean", "std", "resize", "crop", "resize_shorter")
 #: how the refusals name the two settings: keyword arguments here, flags in the CLI
 API_NAMES = ("weights=", "random_weights=True")
 # what the torch adapter takes as a factory: a dotted module, a colon, a callable's name

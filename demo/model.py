@@ -70,12 +70,12 @@ def load_demo_model() -> DemoCNN:
 
 def demo_adapter():
     """The shipped model behind a ``TorchAdapter`` named "demo_cnn", with its metadata (class names,
-    input size, mean and std)."""
+    input size, mean and std, and how photos are resized and cropped: shorter side + centre crop)."""
     from vexplain.core.api import adapt
 
     meta = load_metadata()
     adapter = adapt(load_demo_model(), name="demo_cnn")
-    adapter.metadata = {k: meta[k] for k in ("class_names", "input_size", "mean", "std")}
+    adapter.metadata = {k: meta[k] for k in ("class_names", "input_size", "mean", "std", "resize", "crop") if k in meta}
     return adapter
 
 

@@ -60,7 +60,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("method", ["saliency", "occlusion", "cam", "gradcam"])
 def test_explain_writes_overlay_and_raw_map(capsys, files, tmp_path, method):
-    code, out, err = run_cli(capsys, "explain", FACTORY, files["image"], files["second"], "--weights", files["weights"], "--method", method, "--size", 32, 32, "--out", tmp_path)
+    code, out, err = run_cli(capsys, "explain", FACTORY, files["image"], files["second"], "--weights", files["weights"], "--method", method, "--size", 32, 32, "--at", "model", "--out", tmp_path)
     assert code == 0, err
     for stem in ("scene", "other"):
         raw = np.load(tmp_path / f"{stem}.{method}.npy", allow_pickle=False)

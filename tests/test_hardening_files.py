@@ -230,7 +230,7 @@ def test_bad_sidecars_are_one_line_errors(tmp_path, small, capsys, case):
 
 def test_a_good_sidecar_is_used(tmp_path, small, capsys):
     model = sidecar_model(tmp_path, small, json.dumps({"class_names": list("abcde"), "input_size": [16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}).encode())
-    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "cam", "--target", "c", "--out", tmp_path / "out")
+    code, out, err = run_cli(capsys, "explain", model, small["image"], "--method", "cam", "--target", "c", "--at", "model", "--out", tmp_path / "out")
     assert code == 0, err
     assert "for class 2 'c'" in out
     assert np.load(tmp_path / "out" / "img.cam.npy").shape == (16, 16)
@@ -288,7 +288,7 @@ def test_symlinks_at_output_names_are_replaced_not_followed(tmp_path, small, cap
     victim.write_text("precious")
     link = out / f"img.cam.{target}"
     link.symlink_to(victim)
-    code, stdout, err = run_cli(capsys, "explain", small["model"], small["image"], "--method", "cam", "--size", 16, 16, "--out", out)
+    code, stdout, err = run_cli(capsys, "explain", small["model"], small["image"], "--method", "cam", "--size", 16, 16, "--at", "model", "--out", out)
     assert code == 0, err
     assert victim.read_text() == "precious"
     assert not link.is_symlink() and link.is_file()

@@ -137,7 +137,7 @@ def test_region_target_from_a_mask_file(capsys, tmp_path):
     mask[4:12, 2:8] = 1  # drawn on the 16 x 16 image, the model input is 8 x 8
     cv2.imwrite(str(tmp_path / "mask.png"), mask)
     code, out, err = run_cli(capsys, "explain", "models:tiny_seg_net", tmp_path / "scene.png", "--weights", weights, "--method", "saliency",
-                             "--target", f"region={tmp_path / 'mask.png'}:1", "--size", 8, 8, "--out", tmp_path / "out")
+                             "--target", f"region={tmp_path / 'mask.png'}:1", "--size", 8, 8, "--at", "model", "--out", tmp_path / "out")
     assert code == 0, err
     small = np.zeros((8, 8), bool)
     small[2:6, 1:4] = True  # nearest-neighbour halving

@@ -120,15 +120,21 @@ def test_upload_two_methods_recolour_and_stay_local(server, browser, model, tmp_
     for method in METHODS:
         batch = np.stack([preprocess(image, model.size, model.mean, model.std) for image in images.values()])
         exps[method] = vx.explain(model.adapter, batch, method=method)
+    from vexplain.core.colour_scale import is_signed
+
+    assert all(is_signed(m) for m in exps["occlusion"].maps) and not any(is_signed(m) for m in exps["gradcam"].maps)  # both paths run
+    ranges = browser.execute_script("return [...document.querySelectorAll('.cell[data-method=occlusion] .range')].map(r => r.textContent)")
+    assert all(text.startswith("−") and "0 at the centre" in text for text in ranges), ranges
     for method, exp in exps.items():
         shown = [decode_png(src) for src in overlays(browser, method)]
-        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="jet", alpha=0.5, signed=False))
+        # the default "auto": signed maps on rdbu centred at zero, unsigned ones min-max on jet, as the CLI
+        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), alpha=0.5))
 
     # the page recolours from the raw maps: the same pixels as Explanation.overlay
     set_display(browser, "0.35", "viridis")
     for method, exp in exps.items():
         shown = [decode_png(src) for src in overlays(browser, method)]
-        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="viridis", alpha=0.35, signed=False))
+        assert np.array_equal(np.stack(shown), exp.overlay(list(images.values()), colormap="viridis", alpha=0.35))
     downloads = browser.execute_script("return [...document.querySelectorAll('.downloads a')].map(a => [a.download, a.href.slice(0, 5)])")
     stems = [name[:-4] for name in images]
     assert downloads == [[f"{s}.{m}.{kind}", prefix] for s in stems for m in METHODS for kind, prefix in (("npy", "blob:"), ("png", "data:"))]

@@ -27,6 +27,7 @@ from vexplain.core.metric import EvaluationCase, Metric, MetricResult, UnknownMe
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notebook import compare
 from vexplain.core.options import Option
+from vexplain.core.preprocessing import PreparedImages, prepare_images
 from vexplain import targets
 from vexplain.datasets.api import DatasetRun, evaluate_dataset, explain_dataset
 
@@ -51,6 +52,7 @@ __all__ = [
     "ModelLoadError",
     "Option",
     "OutputError",
+    "PreparedImages",
     "PluginError",
     "UnknownLayer",
     "UnknownMethod",
@@ -67,5 +69,6 @@ __all__ = [
     "methods",
     "metrics",
     "plugin_failures",
+    "prepare_images",
     "targets",
 ]

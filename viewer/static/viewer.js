@@ -2,7 +2,7 @@
 // one request per image and method, and recolours the raw maps here when the display changes.
 "use strict";
 
-const state = { model: null, methods: [], colormaps: {}, images: [], results: [], running: false };
+const state = { model: null, methods: [], colormaps: {}, lut: {}, images: [], results: [], running: false };
 const $ = (id) => document.getElementById(id);
 
 function element(tag, attributes = {}, ...children) {
@@ -43,7 +43,7 @@ function parseNpy(bytes) {
   return { shape, data };
 }
 
-// --- colouring, as Explanation.overlay: min-max, LUT, alpha blend, float32, round half to even ---
+// --- colouring, as Explanation.overlay: signed or min-max, LUT, alpha blend, float32, round half to even ---
 function roundHalfEven(x) {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -53,29 +53,64 @@ function hexRGB(hex) {
   return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 }
 
-function colourIndices(map) {
-  let low = Infinity, high = -Infinity;
-  for (const v of map) { if (v < low) low = v; if (v > high) high = v; }
-  const span = Math.fround(high - low);
-  const indices = new Uint8Array(map.length);
-  if (span > 0) {
-    for (let i = 0; i < map.length; i++) {
-      const unit = Math.fround(Math.fround(map[i] - low) / span);
-      indices[i] = Math.min(255, Math.max(0, roundHalfEven(Math.fround(unit * 255))));
-    }
+// signed maps (any value below -1e-6 x max|m|) are scaled by max|m| with zero at the colormap's
+// centre, unsigned ones min-max; "auto" takes rdbu for signed maps and jet for unsigned ones
+// (core/colour_scale.py: the same arithmetic, float64 for signed maps as numpy does)
+const SIGN_TOLERANCE = 1e-6;
+// ColorBrewer RdBu reversed, 11 anchors interpolated linearly, as core/colour_scale.py's rdbu
+const RDBU = [[5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240], [247, 247, 247],
+  [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]];
+
+function mapRange(map) {
+  let low = Infinity, high = -Infinity, peak = 0;
+  for (const v of map) {
+    if (!Number.isFinite(v)) continue;
+    if (v < low) low = v; if (v > high) high = v; if (Math.abs(v) > peak) peak = Math.abs(v);
   }
-  return indices;
+  return { low, high, peak, signed: peak > 0 && low < -SIGN_TOLERANCE * peak };
+}
+
+function units(map, range) {
+  // the map in [0, 1] as the colormap reads it
+  const unit = new Float64Array(map.length);
+  if (range.signed) {
+    for (let i = 0; i < map.length; i++) unit[i] = Math.min(1, Math.max(0, 0.5 + 0.5 * (Number.isFinite(map[i]) ? map[i] : 0) / range.peak));
+  } else {
+    const span = Math.fround(range.high - range.low);
+    for (let i = 0; i < map.length; i++) unit[i] = span > 0 ? Math.fround(Math.fround(map[i] - range.low) / span) : 0;
+  }
+  return unit;
+}
+
+function rdbu(t) {
+  const x = Math.min(1, Math.max(0, t));
+  let j = Math.min(9, Math.floor(x * 10));
+  while (j > 0 && (j * 0.1) > x) j--;
+  while (j < 9 && ((j + 1) * 0.1) <= x) j++;
+  const x0 = j * 0.1, x1 = j + 1 === 10 ? 1 : (j + 1) * 0.1;
+  if (x === x1) return RDBU[j + 1].map((c) => c);
+  return RDBU[j].map((c, k) => roundHalfEven(((RDBU[j + 1][k] - c) / (x1 - x0)) * (x - x0) + c));
+}
+
+function chosenColormap(colormap, range) {
+  return colormap === "auto" ? (range.signed ? "rdbu" : "jet") : colormap;
+}
+
+function heatColour(unit, name) {
+  if (name === "rdbu") return rdbu(unit);
+  return state.lut[name][Math.min(255, Math.max(0, roundHalfEven(unit * 255)))];
 }
 
 function blend(result, colormap, alpha) {
-  const lut = state.colormaps[colormap].map(hexRGB);
+  const name = chosenColormap(colormap, result.range);
+  if (name !== "rdbu" && !state.lut[name]) state.lut[name] = state.colormaps[name].map(hexRGB);
   const [height, width] = result.shape;
   const canvas = element("canvas", { width, height });
   const context = canvas.getContext("2d");
   const picture = context.createImageData(width, height);
   const a = Math.fround(alpha), b = Math.fround(1 - alpha);
-  for (let i = 0; i < result.indices.length; i++) {
-    const heat = lut[result.indices[i]];
+  for (let i = 0; i < result.units.length; i++) {
+    const heat = heatColour(result.units[i], name);
     for (let c = 0; c < 3; c++) {
       const mixed = Math.fround(Math.fround(a * heat[c]) + Math.fround(b * result.pixels[4 * i + c]));
       picture.data[4 * i + c] = Math.min(255, Math.max(0, roundHalfEven(mixed)));
@@ -86,9 +121,25 @@ function blend(result, colormap, alpha) {
   return canvas.toDataURL("image/png");
 }
 
-function drawColourbar(canvas, colormap) {
+function drawColourbar(result, colormap) {
+  const canvas = result.cell.querySelector(".colorbar");
+  const name = chosenColormap(colormap, result.range);
+  if (name !== "rdbu" && !state.lut[name]) state.lut[name] = state.colormaps[name].map(hexRGB);
   const context = canvas.getContext("2d");
-  state.colormaps[colormap].forEach((hex, i) => { context.fillStyle = hex; context.fillRect(i, 0, 1, 1); });
+  for (let i = 0; i < 256; i++) {
+    const [r, g, b] = heatColour(i / 255, name);
+    context.fillStyle = `rgb(${r}, ${g}, ${b})`;
+    context.fillRect(i, 0, 1, 1);
+  }
+  const [low, high] = result.cell.querySelectorAll(".range span");
+  if (result.range.peak === 0 && result.range.low === Infinity) { low.textContent = "–"; high.textContent = "–"; return; }
+  if (result.range.signed) {
+    low.textContent = `−${result.range.peak.toPrecision(3)}`;
+    high.textContent = `0 at the centre · +${result.range.peak.toPrecision(3)}`;
+  } else {
+    low.textContent = result.range.low.toPrecision(3);
+    high.textContent = result.range.high.toPrecision(3) + (result.range.low === result.range.high ? " (constant map)" : "");
+  }
 }
 
 async function imagePixels(pngBase64, width, height) {
@@ -133,8 +184,10 @@ function showMethods() {
 
 function showColormaps() {
   const select = $("colormap");
+  select.append(element("option", { value: "auto", text: "auto (rdbu for signed maps, centred at 0; else jet)" }));
+  select.append(element("option", { value: "rdbu", text: "rdbu" }));
   for (const name of Object.keys(state.colormaps)) select.append(element("option", { value: name, text: name }));
-  select.value = "jet";
+  select.value = "auto";
 }
 
 function addImages(files) {
@@ -193,7 +246,7 @@ async function explainOne(image, method, target, cell) {
   form.append("image", image.file, image.name);
   form.append("method", method.name);
   form.append("target", target);
-  form.append("overlay_colormap", $("colormap").value);
+  form.append("overlay_colormap", state.colormaps[$("colormap").value] ? $("colormap").value : "jet");  // the page recolours anyway
   form.append("overlay_alpha", $("opacity").value);
   for (const [key, value] of Object.entries(method.options)) form.append(key, value);
   try {
@@ -212,13 +265,10 @@ async function explainOne(image, method, target, cell) {
 
 async function showResult(cell, image, body) {
   const { shape, data } = parseNpy(base64Bytes(body.map_npy));
-  const result = { cell, body, shape, indices: colourIndices(data), pixels: await imagePixels(body.image_png, shape[1], shape[0]), name: `${stem(image.name)}.${body.method}` };
+  const range = mapRange(data);
+  const result = { cell, body, shape, range, units: units(data, range), pixels: await imagePixels(body.image_png, shape[1], shape[0]), name: `${stem(image.name)}.${body.method}` };
   state.results.push(result);
   cell.querySelector("img.overlay").src = `data:image/png;base64,${body.overlay_png}`;
-  const [low, high] = cell.querySelectorAll(".range span");
-  low.textContent = body.min === null ? "–" : body.min.toPrecision(3);
-  high.textContent = body.max === null ? "–" : body.max.toPrecision(3);
-  if (body.min !== null && body.min === body.max) high.textContent += " (constant map)";
   const label = body.class_name ? `${body.class_name} (${body.target})` : `class ${body.target}`;
   const score = body.score === null ? "" : ` · score ${body.score.toFixed(3)}`;
   cell.querySelector(".meta").textContent = `${label}${score} · ${body.timings.total.toFixed(2)} s`;
@@ -228,16 +278,16 @@ async function showResult(cell, image, body) {
   npy.href = URL.createObjectURL(new Blob([base64Bytes(body.map_npy)], { type: "application/octet-stream" }));
   npy.download = `${result.name}.npy`;
   cell.querySelector("a.png").download = `${result.name}.png`;
-  restyle(result, body.colormap, body.alpha);
+  restyle(result, $("colormap").value, $("opacity").value);
   cell.className = "cell done";
 }
 
 function restyle(result, colormap, alpha) {
+  // recoloured here from the raw map, so signed maps are centred at zero whatever the server drew
   const overlay = result.cell.querySelector("img.overlay");
-  if (colormap !== result.body.colormap || Number(alpha) !== result.body.alpha) overlay.src = blend(result, colormap, Number(alpha));
-  else overlay.src = `data:image/png;base64,${result.body.overlay_png}`;
+  overlay.src = blend(result, colormap, Number(alpha));
   result.cell.querySelector("a.png").href = overlay.src;
-  drawColourbar(result.cell.querySelector(".colorbar"), colormap);
+  drawColourbar(result, colormap);
 }
 
 async function run() {
