@@ -60,12 +60,14 @@ class Explanation:
 
         return html_grid(self)
 
-    def plot(self, images: Any = None, colormap: str = "jet", alpha: float = 0.5, limit: int = 8) -> Any:
+    def plot(self, images: Any = None, colormap: str | None = None, alpha: float = 0.5, limit: int = 8, signed: bool | None = None) -> Any:
         """A matplotlib Figure (the ``plot`` extra), one axis per input with a colour bar of the raw
-        values, over ``images`` (RGB, one per map) when given; the first ``limit`` inputs."""
+        values, over ``images`` (RGB, one per map) when given; the first ``limit`` inputs. Colours as
+        in ``heatmaps``: ``signed=None`` decides per map, a signed map is centred at zero in
+        ``rdbu``, an unsigned one min-max in ``jet``; ``colormap`` (``rdbu`` or a matplotlib name) overrides."""
         from .notebook import plot
 
-        return plot(self, images, colormap, alpha, limit)
+        return plot(self, images, colormap, alpha, limit, signed)
 
     def normalized(self, mode: str = "minmax") -> np.ndarray:
         """Maps scaled per image: ``minmax`` to [0, 1], ``max`` by max |m| keeping signs, ``none`` as is."""

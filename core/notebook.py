@@ -93,31 +93,43 @@ def _backgrounds(images: Any, count: int, size: tuple[int, int]) -> list[np.ndar
     return shown
 
 
-def draw_map(figure: "Figure", axis: Any, raw: np.ndarray, image: np.ndarray | None, colormap: str, alpha: float, title: str) -> Any:
-    """``raw`` on ``axis`` in ``colormap`` over ``image`` (when given, at opacity ``alpha``), with a
-    colour bar spanning the raw values' range; returns the colour bar."""
+def draw_map(
+    figure: "Figure", axis: Any, raw: np.ndarray, image: np.ndarray | None, colormap: str | None, alpha: float, title: str, signed: bool | None = None
+) -> Any:
+    """``raw`` on ``axis`` over ``image`` (when given, at opacity ``alpha``), with a colour bar of
+    the raw values, coloured as ``Explanation.heatmaps`` colours (``core.colour_scale``): a signed
+    map (``signed=None``: any negative value) on a scale centred at zero, -max|m| … +max|m|, in
+    ``rdbu`` unless ``colormap`` says otherwise; an unsigned one min … max in ``jet`` by default.
+    ``colormap``: ``rdbu`` or any matplotlib colormap name. Returns the colour bar."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import ListedColormap, Normalize
 
-    if colormap not in colormaps:
-        raise InvalidOption(f"unknown matplotlib colormap {colormap!r}; e.g. jet, viridis, magma, coolwarm")
+    from .colour_scale import choose, colour, value_range
+
+    if colormap is not None and (not isinstance(colormap, str) or (colormap.lower() != "rdbu" and colormap not in colormaps)):
+        raise InvalidOption(f"unknown colormap {colormap!r}; e.g. rdbu, jet, viridis, magma, coolwarm")
     if not 0.0 <= float(alpha) <= 1.0:
         raise InvalidOption(f"alpha must be in [0, 1]; got {alpha!r}")
-    low, high = float(np.nanmin(raw)), float(np.nanmax(raw))
+    chosen, chosen_signed = choose(raw, colormap, signed)
+    cmap = ListedColormap(colour(np.linspace(0.0, 1.0, 256), "rdbu") / 255.0, name="rdbu") if chosen.lower() == "rdbu" else colormaps[chosen]
+    low, high = value_range(raw, chosen_signed)
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-12)
     if image is not None:
         axis.imshow(image)
-    axis.imshow(raw, cmap=colormap, norm=norm, alpha=float(alpha) if image is not None else 1.0, interpolation="nearest")
+    axis.imshow(raw, cmap=cmap, norm=norm, alpha=float(alpha) if image is not None else 1.0, interpolation="nearest")
     axis.set_title(title, fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])
-    return figure.colorbar(ScalarMappable(norm=norm, cmap=colormap), ax=axis, fraction=0.046, pad=0.04)
+    return figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axis, fraction=0.046, pad=0.04)
 
 
-def plot(exp: "Explanation", images: Any = None, colormap: str = "jet", alpha: float = 0.5, limit: int = MAX_SHOWN) -> "Figure":
+def plot(
+    exp: "Explanation", images: Any = None, colormap: str | None = None, alpha: float = 0.5, limit: int = MAX_SHOWN, signed: bool | None = None
+) -> "Figure":
     """A matplotlib ``Figure``, one axis per input (the first ``limit``), each raw map with its own
-    colour bar (raw values, no normalisation), over ``images`` when given (RGB, one per map)."""
+    colour bar (raw values, no normalisation), over ``images`` when given (RGB, one per map);
+    ``colormap``/``signed`` as in ``draw_map`` (signed maps centred at zero in ``rdbu``)."""
     figure_class = _matplotlib()
     count = min(len(exp), limit)
     backgrounds = _backgrounds(images, len(exp), tuple(exp.maps.shape[1:]))
@@ -126,7 +138,7 @@ def plot(exp: "Explanation", images: Any = None, colormap: str = "jet", alpha: f
     for i, axis in enumerate(axes):
         target = int(exp.targets[i])
         score = f", score {float(exp.scores[i, target]):.3g}" if exp.scores.ndim == 2 and target < exp.scores.shape[1] else ""
-        draw_map(figure, axis, exp.maps[i], backgrounds[i], colormap, alpha, f"{exp.method}: class {target}{score}")
+        draw_map(figure, axis, exp.maps[i], backgrounds[i], colormap, alpha, f"{exp.method}: class {target}{score}", signed)
     return figure
 
 
@@ -137,12 +149,14 @@ def compare(
     targets: Any = None,
     images: Any = None,
     options: dict[str, dict[str, Any]] | None = None,
-    colormap: str = "jet",
+    colormap: str | None = None,
     alpha: float = 0.5,
+    signed: bool | None = None,
 ) -> "Figure":
     """A grid Figure: one row per input, a column per method (``images``, RGB, as the first column
     and under each map when given), each map with its colour bar. ``options`` maps a method name to
-    its options. The explanations are on ``figure.explanations`` (method → ``Explanation``)."""
+    its options; ``colormap``/``signed`` as in ``draw_map`` (per map: a signed method's maps centred
+at zero in ``rdbu``). The explanations are on ``figure.explanations`` (method → ``Explanation``)."""
     from .api import explain
 
     figure_class = _matplotlib()
@@ -170,6 +184,6 @@ def compare(
         for c, name in enumerate(methods):
             exp = explanations[name]
             target = int(exp.targets[r])
-            draw_map(figure, axes[r, c + offset], exp.maps[r], backgrounds[r], colormap, alpha, f"{name} (class {target})")
+            draw_map(figure, axes[r, c + offset], exp.maps[r], backgrounds[r], colormap, alpha, f"{name} (class {target})", signed)
     figure.explanations = explanations
     return figure

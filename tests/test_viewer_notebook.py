@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import vexplain as vx
+from vexplain.core.colour_scale import RDBU_CENTRE
 from vexplain.core.extras import MissingExtra
 
 pytest.importorskip("matplotlib", reason="the plot extra")
@@ -47,7 +48,7 @@ def test_repr_html_shows_each_map_coloured_with_its_score():
 def test_plot_has_one_axis_and_colour_bar_per_map_over_the_images():
     exp = known()
     images = np.zeros((3, 8, 8, 3), np.uint8)  # another size: resized to the maps'
-    figure = exp.plot(images=images, colormap="viridis", alpha=0.4)
+    figure = exp.plot(images=images, colormap="viridis", alpha=0.4, signed=False)
     axes = figure.axes
     assert len(axes) == 6  # three maps, three colour bars
     maps = [a for a in axes if a.get_title()]
@@ -62,8 +63,27 @@ def test_plot_has_one_axis_and_colour_bar_per_map_over_the_images():
     figure.savefig(__import__("io").BytesIO(), format="png")
 
 
+def test_plot_centres_signed_maps_at_zero_in_rdbu_and_scales_unsigned_ones_min_max():
+    signed = known(2)  # values -5 … 10 and -5 … 25
+    figure = signed.plot()
+    maps = [a for a in figure.axes if a.get_title()]
+    for axis, raw in zip(maps, signed.maps):
+        (overlay,) = axis.get_images()
+        peak = float(np.abs(raw).max())
+        assert overlay.get_clim() == (-peak, peak)
+        assert overlay.get_cmap().name == "rdbu"
+        centre = np.round(np.asarray(overlay.get_cmap()(0.5)[:3]) * 255)
+        assert tuple(int(c) for c in centre) == pytest.approx(RDBU_CENTRE, abs=1)
+    unsigned = vx.Explanation(maps=np.abs(signed.maps) + 1, targets=signed.targets, scores=signed.scores, method="gradcam")
+    for axis, raw in zip([a for a in unsigned.plot().axes if a.get_title()], unsigned.maps):
+        (overlay,) = axis.get_images()
+        assert overlay.get_clim() == (float(raw.min()), float(raw.max())) and overlay.get_cmap().name == "jet"
+    compared = [a for a in unsigned.plot(colormap="rdbu", signed=True).axes if a.get_title()]
+    assert compared[0].get_images()[0].get_clim() == (-float(unsigned.maps[0].max()), float(unsigned.maps[0].max()))
+
+
 def test_plot_refuses_bad_arguments():
-    with pytest.raises(vx.InvalidOption, match="unknown matplotlib colormap"):
+    with pytest.raises(vx.InvalidOption, match="unknown colormap"):
         known().plot(colormap="nope")
     with pytest.raises(vx.InvalidOption, match="2 images for 3 maps"):
         known().plot(images=np.zeros((2, 4, 4, 3), np.uint8))
