@@ -146,7 +146,7 @@ def test_explain_equals_the_library(api, model, method, fields):
     assert raw.dtype == np.float32 and raw.shape == (64, 64) and body["shape"] == [64, 64]
     assert np.array_equal(raw, exp.maps[0])
     assert body["min"] == pytest.approx(float(exp.maps[0].min()), abs=0) and body["max"] == float(exp.maps[0].max())
-    assert np.array_equal(decode_png(body["overlay_png"]), exp.overlay([image], colormap="viridis", alpha=0.3, signed=False)[0])
+    assert np.array_equal(decode_png(body["overlay_png"]), exp.overlay([image], colormap="viridis", alpha=0.3)[0])
     assert np.array_equal(decode_png(body["image_png"]), image)
     target = int(exp.targets[0])
     assert body["target"] == target and body["class_name"] == model.class_names[target]
@@ -181,7 +181,7 @@ def test_unknown_method(api):
 
 def test_bad_options(api):
     image, _ = scene()
-    assert "must be an int" in one_line_error(post(api, png_of(image), method="occlusion", window="big"), 400)
+    assert "must be 'patch', an int >= 1" in one_line_error(post(api, png_of(image), method="occlusion", window="big"), 400)
     assert "has no option 'windw'" in one_line_error(post(api, png_of(image), method="occlusion", windw="8"), 400)
     assert "overlay_alpha" in one_line_error(post(api, png_of(image), method="cam", overlay_alpha="half"), 400)
     assert "must be in [0, 1]" in one_line_error(post(api, png_of(image), method="cam", overlay_alpha="2"), 400)
@@ -286,3 +286,16 @@ def test_only_local_host_names_and_same_origin_posts(api):
 
 def test_wrong_verb(api):
     one_line_error(api.get("/api/explain"), 405)
+
+
+def test_a_non_square_upload_is_centre_cropped_like_the_library_and_says_so(api, model):
+    """A 96x64 photo into the 64x64 demo model: the viewer prepares it as vx.prepare_images does
+    (shorter side to 64, centre crop), records the crop and warns, instead of squashing it."""
+    wide = np.concatenate([scene(seed=4)[0][:, :16], scene(seed=5)[0], scene(seed=6)[0][:, :16]], axis=1)
+    assert wide.shape == (64, 96, 3)
+    body = post(api, png_of(wide), method="gradcam").json()
+    exp = vx.explain(model.adapter, vx.prepare_images(wide, model.adapter), method="gradcam")
+    assert np.array_equal(decode_npy(body["map_npy"]), exp.maps[0])
+    assert body["options"]["preprocess"][0]["crop_box"] == exp.options["preprocess"][0]["crop_box"]
+    assert np.array_equal(decode_png(body["image_png"]), wide[:, 16:80])
+    assert any("crop" in line for line in body["warnings"])

@@ -174,5 +174,5 @@ def test_a_failing_method_shows_its_one_line_error(server, browser, tmp_path):
     browser.find_element("id", "run").click()
     wait_for(browser, "return document.documentElement.dataset.finished === '2'")
     error = browser.execute_script("return document.querySelector('.cell[data-method=\"occlusion\"] .error').textContent")
-    assert error.startswith("option 'window' of method 'occlusion' must be an int")
+    assert error.startswith("option 'window' of method 'occlusion' must be 'patch', an int >= 1")
     assert browser.execute_script("return document.querySelector('.cell[data-method=\"gradcam\"]').className") == "cell done"

@@ -16,7 +16,7 @@ import numpy as np
 from vexplain.core.adapter import ModelAdapter
 from vexplain.core.api import explain, methods
 from vexplain.core.errors import InvalidOption, InvalidTarget
-from vexplain.core.images import preprocess
+from vexplain.core.preprocessing import from_metadata, model_view, prepare_images
 from vexplain.core.options import parse_option_text
 
 from .uploads import Limits
@@ -155,12 +155,13 @@ def parse_target(text: str | None, class_names: list[str] | None) -> int | None:
 def run_explain(model: ViewerModel, request: ExplainRequest) -> dict[str, Any]:
     """``POST /api/explain``'s answer for one parsed request (see the package docstring)."""
     started = time.perf_counter()
-    inputs = preprocess(request.image, model.size, model.mean, model.std)[None]
-    shown = request.image if model.size is None else _resize(request.image, model.size)
+    spec = from_metadata(model.adapter.metadata, model.size, model.mean, model.std)
+    prepared = prepare_images(request.image, model.adapter, size=model.size, mean=model.mean, std=model.std)
+    shown = model_view(request.image, spec)  # the photo cropped and resized as the model saw it
     with model.lock:
-        exp = explain(model.adapter, inputs, method=request.method, targets=request.target, **request.options)
-    # min-max like the page's own recolouring (app.js), which does not centre signed maps yet
-    overlay = exp.overlay([shown], colormap=request.colormap, alpha=request.alpha, signed=False)[0]
+        exp = explain(model.adapter, prepared, method=request.method, targets=request.target, **request.options)
+    # coloured as the page recolours it (viewer.js): a signed map centred at zero, an unsigned one min-max
+    overlay = exp.overlay([shown], colormap=request.colormap, alpha=request.alpha)[0]
     raw = exp.maps[0].astype("<f4")
     target = int(exp.targets[0])
     finite = raw[np.isfinite(raw)]
@@ -222,9 +223,3 @@ def jsonable(value: Any) -> Any:
 def _number(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
