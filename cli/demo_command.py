@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vexplain.core.api import explain, methods
-from vexplain.core.errors import VexplainError
-from vexplain.core.gallery import draw_box, grid, mark_peak
-from vexplain.core.output_files import output_folder, write_bytes, write_png, write_text
-from vexplain.core.progress import progress, progress_bars
+from vexplain import explain, methods
+from vexplain.display import draw_box, grid, mark_peak
+from vexplain.errors import VexplainError
+from vexplain.files import output_folder, write_bytes, write_png, write_text
+from vexplain.progress import progress, progress_bars
 
 FIGURE_ROWS = 8
 
@@ -38,8 +38,7 @@ def add_parser(subcommands: Any) -> None:
 
 def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per map: whether its argmax (first on ties) lies in the box (x0, y0, x1, y1; end-exclusive), and the peaks."""
-    from vexplain.core.evaluation import as_masks
-    from vexplain.plugins.metric_pointing_game import peaks, within
+    from vexplain.evaluation import as_masks, peaks, within
 
     points = peaks(torch.from_numpy(np.ascontiguousarray(maps)))
     hits = within(points, as_masks(boxes, len(maps), tuple(maps.shape[1:])), tolerance=0)
@@ -47,7 +46,7 @@ def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def run(args: argparse.Namespace) -> int:
-    from vexplain.core.errors import InvalidOption
+    from vexplain.errors import InvalidOption
     from vexplain.demo.model import demo_adapter, load_metadata, preprocess
     from vexplain.demo.scenes import generate_dataset
 

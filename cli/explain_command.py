@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption
-from vexplain.core.images import DEFAULT_MAX_PIXELS, load_image, preprocess
-from vexplain.core.options import parse_option_text
-from vexplain.core.output_files import output_folder
-from vexplain.core.progress import progress, progress_bars
+from vexplain import explain
+from vexplain.errors import InvalidOption
+from vexplain.files import output_folder
+from vexplain.images import DEFAULT_MAX_PIXELS, load_image, preprocess
+from vexplain.options import parse_option_text
+from vexplain.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
 from .explain_dataset_command import add_dataset_arguments, run_dataset, wants_dataset

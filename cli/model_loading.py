@@ -5,10 +5,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vexplain.core.adapter import ModelAdapter
-from vexplain.core.api import adapt
-from vexplain.core.errors import InvalidOption
-from vexplain.core.model_metadata import read_metadata_file
+from vexplain import ModelAdapter, adapt
+from vexplain.errors import InvalidOption
+from vexplain.files import read_metadata_file
 
 METADATA_KEYS = ("class_names", "input_size", "mean", "std")
 # what the torch adapter takes as a factory: a dotted module, a colon, a callable's name
