@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, np.ndarray] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
-    scenes = write_scenes(out, images)
+    scenes = write_scenes(out, images, boxes, labels)
     model_files = copy_model(out)
-    print(f"scenes: {len(scenes)} PNGs in {scenes[0].parent} ({scenes[0].name} ...); model: {', '.join(str(p) for p in model_files)}")
+    print(f"scenes: {len(scenes)} PNGs in {scenes[0].parent} ({scenes[0].name} ...) with their boxes in boxes.json; model: {', '.join(str(p) for p in model_files)}")
     with progress_bars(sys.stderr.isatty()):
         for name in progress(names, total=len(names), description="methods"):
             try:
@@ -104,11 +104,16 @@ def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.
     write_png(path, figure)
 
 
-def write_scenes(out: Path, images: np.ndarray) -> list[Path]:
-    """The generated scenes as ``OUT/scenes/scene_NN.png`` (RGB, in generation order), for ``vexplain explain``."""
+def write_scenes(out: Path, images: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> list[Path]:
+    """The generated scenes as ``OUT/scenes/scene_NN.png`` (RGB, in generation order), for ``vexplain
+    explain``, and their ground truth as ``OUT/scenes/boxes.json`` (name → ``{"box": [x0, y0, x1, y1],
+    "label": class}``), the file ``vexplain evaluate --data OUT/scenes`` reads."""
     digits = max(2, len(str(len(images) - 1)))
     folder = output_folder(out / "scenes")
-    return [write_png(folder / f"scene_{i:0{digits}d}.png", image) for i, image in enumerate(images)]
+    names = [f"scene_{i:0{digits}d}.png" for i in range(len(images))]
+    truth = {name: {"box": [int(v) for v in box], "label": int(label)} for name, box, label in zip(names, boxes, labels)}
+    write_text(folder / "boxes.json", json.dumps(truth, indent=1))
+    return [write_png(folder / name, image) for name, image in zip(names, images)]
 
 
 def copy_model(out: Path) -> list[Path]:
