@@ -17,6 +17,8 @@ from vexplain.errors import VexplainError
 from vexplain.files import output_folder, write_bytes, write_png, write_text
 from vexplain.progress import progress, progress_bars
 
+from .evaluate_run import select
+
 FIGURE_ROWS = 8
 
 
@@ -33,6 +35,7 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--out", "-o", default="vexplain-demo", help="output folder (default vexplain-demo)")
     parser.add_argument("--scenes", type=int, default=32, help="number of generated scenes (default 32)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the generated scenes (default 2026)")
+    parser.add_argument("--methods", help="comma-separated methods (default: every registered method)")
     parser.set_defaults(run=run)
 
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     images, labels, boxes = generate_dataset(args.scenes, seed=args.seed, size=int(meta["input_size"][0]))
     inputs = preprocess(images)
     out = output_folder(args.out)
-    names = [m.name for m in methods()]
+    names = select(args.methods, [m.name for m in methods()], "methods")
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, np.ndarray] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
