@@ -9,13 +9,12 @@ from typing import Any
 
 import torch
 
-from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption, one_line
-from vexplain.core.evaluation import declared_options
-from vexplain.core.output_files import output_folder, write_text
-from vexplain.core.progress import progress, progress_bars
-from vexplain.core.readme_tables import markdown_table
-from vexplain.core.registry import methods_supported_by
+from vexplain import explain, methods as registered_methods
+from vexplain.display import markdown_table
+from vexplain.errors import InvalidOption, one_line
+from vexplain.files import output_folder, write_text
+from vexplain.options import declared_options
+from vexplain.progress import progress, progress_bars
 
 from .bench_measure import measure
 from .bench_references import LIBRARIES, available, reference_calls
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         adapter, model_name = demo_adapter(), "shipped demo CNN"
     else:
         adapter, model_name = load_model(args.model, args.weights, random_weights=args.random_weights), args.model
-    methods = select(args.methods, methods_supported_by(adapter), "methods")
+    methods = select(args.methods, [m.name for m in registered_methods(supported_by=adapter)], "methods")
     all_inputs = _inputs(args, adapter, max(batches))
     module = getattr(adapter, "model", None)
     use_references = not args.no_references and isinstance(module, torch.nn.Module) and not isinstance(module, torch.jit.ScriptModule)

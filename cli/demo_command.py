@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vexplain.core.api import explain, methods
-from vexplain.core.errors import VexplainError
-from vexplain.core.output_files import output_folder, write_bytes, write_png, write_text
-from vexplain.core.progress import progress, progress_bars
+from vexplain import explain, methods
+from vexplain.errors import VexplainError
+from vexplain.files import output_folder, write_bytes, write_png, write_text
+from vexplain.progress import progress, progress_bars
+
+from .evaluate_run import select
 
 FIGURE_ROWS = 8
 
@@ -32,13 +34,13 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--out", "-o", default="vexplain-demo", help="output folder (default vexplain-demo)")
     parser.add_argument("--scenes", type=int, default=32, help="number of generated scenes (default 32)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the generated scenes (default 2026)")
+    parser.add_argument("--methods", help="comma-separated methods (default: every registered method)")
     parser.set_defaults(run=run)
 
 
 def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per map: whether its argmax (first on ties) lies in the box (x0, y0, x1, y1; end-exclusive), and the peaks."""
-    from vexplain.core.evaluation import as_masks
-    from vexplain.plugins.metric_pointing_game import peaks, within
+    from vexplain.evaluation import as_masks, peaks, within
 
     points = peaks(torch.from_numpy(np.ascontiguousarray(maps)))
     hits = within(points, as_masks(boxes, len(maps), tuple(maps.shape[1:])), tolerance=0)
@@ -46,7 +48,7 @@ def peak_inside(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def run(args: argparse.Namespace) -> int:
-    from vexplain.core.errors import InvalidOption
+    from vexplain.errors import InvalidOption
     from vexplain.demo.model import demo_adapter, load_metadata, preprocess
     from vexplain.demo.scenes import generate_dataset
 
@@ -57,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     images, labels, boxes = generate_dataset(args.scenes, seed=args.seed, size=int(meta["input_size"][0]))
     inputs = preprocess(images)
     out = output_folder(args.out)
-    names = [m.name for m in methods()]
+    names = select(args.methods, [m.name for m in methods()], "methods")
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
-    scenes = write_scenes(out, images)
+    scenes = write_scenes(out, images, boxes, labels)
     model_files = copy_model(out)
-    print(f"scenes: {len(scenes)} PNGs in {scenes[0].parent} ({scenes[0].name} ...); model: {', '.join(str(p) for p in model_files)}")
+    print(f"scenes: {len(scenes)} PNGs in {scenes[0].parent} ({scenes[0].name} ...) with their boxes in boxes.json; model: {', '.join(str(p) for p in model_files)}")
     with progress_bars(sys.stderr.isatty()):
         for name in progress(names, total=len(names), description="methods"):
             try:
@@ -102,11 +104,16 @@ def _write_figure(path: Path, images: np.ndarray, labels: np.ndarray, boxes: np.
     write_png(path, demo_figure(images[:rows], labels[:rows], boxes[:rows], columns, class_names, scored=len(images)))
 
 
-def write_scenes(out: Path, images: np.ndarray) -> list[Path]:
-    """The generated scenes as ``OUT/scenes/scene_NN.png`` (RGB, in generation order), for ``vexplain explain``."""
+def write_scenes(out: Path, images: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> list[Path]:
+    """The generated scenes as ``OUT/scenes/scene_NN.png`` (RGB, in generation order), for ``vexplain
+    explain``, and their ground truth as ``OUT/scenes/boxes.json`` (name → ``{"box": [x0, y0, x1, y1],
+    "label": class}``), the file ``vexplain evaluate --data OUT/scenes`` reads."""
     digits = max(2, len(str(len(images) - 1)))
     folder = output_folder(out / "scenes")
-    return [write_png(folder / f"scene_{i:0{digits}d}.png", image) for i, image in enumerate(images)]
+    names = [f"scene_{i:0{digits}d}.png" for i in range(len(images))]
+    truth = {name: {"box": [int(v) for v in box], "label": int(label)} for name, box, label in zip(names, boxes, labels)}
+    write_text(folder / "boxes.json", json.dumps(truth, indent=1))
+    return [write_png(folder / name, image) for name, image in zip(names, images)]
 
 
 def copy_model(out: Path) -> list[Path]:

@@ -5,12 +5,11 @@ import argparse
 import sys
 from typing import Any
 
-from vexplain.core.errors import InvalidOption
-from vexplain.core.evaluation import metrics as registered_metrics
-from vexplain.core.output_files import output_folder
-from vexplain.core.progress import progress_bars
-from vexplain.core.readme_tables import markdown_table
-from vexplain.core.registry import methods_supported_by
+from vexplain import methods as registered_methods, metrics as registered_metrics
+from vexplain.display import markdown_table
+from vexplain.errors import InvalidOption
+from vexplain.files import output_folder
+from vexplain.progress import progress_bars
 
 from .evaluate_data import TRUTH_FILE, demo_set, folder_set
 from .evaluate_dataset_command import add_dataset_arguments, run_dataset, wants_dataset
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         std = args.std or meta.get("std") or (1.0, 1.0, 1.0)
         data = folder_set(args.data, args.truth, adapter, args.images, args.size, mean, std)
         model_name = args.model
-    methods = select(args.methods, methods_supported_by(adapter), "methods")
+    methods = select(args.methods, [m.name for m in registered_methods(supported_by=adapter)], "methods")
     metric_infos = {m.name: m for m in registered_metrics()}
     metrics = [metric_infos[name] for name in select(args.metrics, list(metric_infos), "metrics")]
     method_options, metric_options = split_options(parse_options(args.options), methods, [m.name for m in metrics])
@@ -102,7 +101,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
     """``vexplain evaluate MODEL --data DIR_OR_MANIFEST``: see ``evaluate_dataset_command``."""
     model = args.model_spec or args.model
     adapter = load_model(model, args.weights, random_weights=args.random_weights) if model and not args.methods else None
-    methods = select(args.methods, methods_supported_by(adapter) if adapter is not None else [], "methods")
+    methods = select(args.methods, [m.name for m in registered_methods(supported_by=adapter)] if adapter is not None else [], "methods")
     metrics = select(args.metrics, [m.name for m in registered_metrics()], "metrics") if args.metrics else None
     method_options, metric_options = split_options(parse_options(args.options), methods, metrics or [m.name for m in registered_metrics()])
     return run_dataset(args, methods, metrics, method_options, metric_options)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from vexplain.core.adapter import ModelAdapter
-from vexplain.core.errors import ImageLoadError, InvalidInput, InvalidOption
-from vexplain.core.images import load_image, preprocess
-from vexplain.core.model_metadata import json_depth, read_json_file
+from vexplain import ModelAdapter
+from vexplain.errors import ImageLoadError, InvalidInput, InvalidOption
+from vexplain.files import json_depth, read_json_file
+from vexplain.images import load_image, preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 TRUTH_FILE = "boxes.json"
@@ -40,7 +40,7 @@ class DataSet:
 
 def demo_set(count: int, seed: int) -> tuple[ModelAdapter, DataSet]:
     """The shipped demo model and ``count`` generated scenes with their object boxes and labels."""
-    from vexplain.core.evaluation import as_masks
+    from vexplain.evaluation import as_masks
     from vexplain.demo.model import demo_adapter, load_metadata, preprocess as demo_preprocess
     from vexplain.demo.scenes import generate_dataset
 

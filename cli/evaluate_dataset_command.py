@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vexplain.core.errors import InvalidOption
-from vexplain.core.progress import progress_bars
-from vexplain.core.readme_tables import markdown_table
+from vexplain.display import markdown_table
+from vexplain.errors import InvalidOption
+from vexplain.progress import progress_bars
 
 from .model_loading import check_weights
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from vexplain.core.evaluation import MetricInfo
-from vexplain.core.output_files import write_text
+from vexplain import MetricInfo
+from vexplain.files import write_text
 
 from .evaluate_data import DataSet
 from .evaluate_run import RANDOM_BASELINE, MethodRun

@@ -8,14 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vexplain.core.adapter import ModelAdapter
-from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption, VexplainError, one_line
-from vexplain.core.evaluation import Evaluation, MetricInfo, evaluate
-from vexplain.core.metric import MASKS, METHOD
-from vexplain.core.options import resolve_options
-from vexplain.core.progress import progress
-from vexplain.core.registry import REGISTRY
+from vexplain import Evaluation, MetricInfo, ModelAdapter, evaluate, explain, method_info, metric_info, resolve_options
+from vexplain.errors import InvalidOption, VexplainError, one_line
+from vexplain.evaluation import MASKS, METHOD
+from vexplain.progress import progress
 
 from .evaluate_data import DataSet
 
@@ -46,7 +42,7 @@ def select(requested: str | None, available: list[str], kind: str) -> list[str]:
     if not names:
         raise InvalidOption(f"--{kind} needs at least one name")
     # unknown names raise, with a suggestion; an alias becomes the name it stands for
-    return [(REGISTRY.explainer if kind == "methods" else REGISTRY.metric)(name).name for name in names]
+    return [(method_info if kind == "methods" else metric_info)(name).name for name in names]
 
 
 def split_options(options: dict[str, Any], methods: list[str], metrics: list[str]) -> tuple[dict, dict]:
@@ -67,9 +63,9 @@ def split_options(options: dict[str, Any], methods: list[str], metrics: list[str
 def check_options(method_options: dict, metric_options: dict) -> None:
     """Bad option names or values fail before any work (``InvalidOption``), not once per method."""
     for name, given in method_options.items():
-        resolve_options(name, REGISTRY.explainer(name).obj.options, given)
+        resolve_options(name, given)
     for name, given in metric_options.items():
-        resolve_options(name, REGISTRY.metric(name).obj.options, given, kind="metric")
+        resolve_options(name, given, kind="metric")
 
 
 def run_all(
@@ -105,7 +101,7 @@ def run_all(
 
 
 def _explain(run: MethodRun, adapter: ModelAdapter, inputs: torch.Tensor, data: DataSet, options: dict, seed: int) -> None:
-    from vexplain.core.explanation import Explanation
+    from vexplain import Explanation
 
     started = time.perf_counter()
     if run.name == RANDOM_BASELINE:

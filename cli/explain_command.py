@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vexplain.core.api import explain
-from vexplain.core.errors import InvalidOption
-from vexplain.core.images import DEFAULT_MAX_PIXELS, load_image
-from vexplain.core.preprocessing import from_metadata, model_view, prepare_images
-from vexplain.core.options import parse_option_text
-from vexplain.core.output_files import output_folder
-from vexplain.core.progress import progress, progress_bars
+from vexplain import explain, prepare_images
+from vexplain.errors import InvalidOption
+from vexplain.files import output_folder
+from vexplain.images import DEFAULT_MAX_PIXELS, from_metadata, load_image, model_view
+from vexplain.options import parse_option_text
+from vexplain.progress import progress, progress_bars
 from vexplain.targets import Target, parse
 
 from .explain_dataset_command import add_dataset_arguments, run_dataset, wants_dataset

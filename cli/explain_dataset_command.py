@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from vexplain.core.errors import InvalidInput, InvalidOption
-from vexplain.core.progress import progress_bars
+from vexplain.errors import InvalidInput, InvalidOption
+from vexplain.progress import progress_bars
 
 from .model_loading import check_weights
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from vexplain.core.errors import UnsupportedCapability
+from vexplain.errors import UnsupportedCapability
 
 from .model_loading import add_random_weights_argument, load_model
 

@@ -6,7 +6,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from vexplain.core.errors import VexplainError
+from vexplain.errors import VexplainError
 
 from . import bench_command, demo_command, evaluate_command, explain_command, layers_command, methods_command, serve_command
 

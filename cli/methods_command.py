@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-from vexplain.core.api import methods, plugin_failures
+from vexplain import methods, plugin_failures
 
 
 def add_parser(subcommands: Any) -> None:

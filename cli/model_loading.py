@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vexplain.core import model_specs
-from vexplain.core.adapter import ModelAdapter
-from vexplain.core.model_specs import METADATA_KEYS, is_factory
+from vexplain import ModelAdapter
+from vexplain import models as model_specs
+from vexplain.models import METADATA_KEYS, is_factory
 
 CLI_NAMES = ("--weights", "--random-weights")
 

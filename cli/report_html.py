@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vexplain.core.evaluation import MetricInfo
-from vexplain.core.output_files import write_text
+from vexplain import MetricInfo
+from vexplain.files import write_text
 
 from .evaluate_data import DataSet
 from .evaluate_run import MethodRun
@@ -88,7 +88,7 @@ def _metric_section(metric: MetricInfo, runs: list[MethodRun]) -> str:
 
 
 def _gallery(runs: list[MethodRun], metrics: list[MetricInfo], data: DataSet, class_names: list[str] | None) -> str:
-    from vexplain.core.gallery import draw_box
+    from vexplain.display import draw_box
 
     shown = [run for run in runs if run.overlays is not None]
     header = "<tr><th>input</th>" + "".join(f"<th>{escape(run.name)}</th>" for run in shown) + "</tr>"

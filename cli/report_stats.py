@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vexplain.core.evaluation import MetricInfo
+from vexplain import MetricInfo
 
 from .evaluate_run import RANDOM_BASELINE, MethodRun
 

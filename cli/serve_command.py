@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vexplain.core.errors import InvalidOption
+from vexplain.errors import InvalidOption
 
 from .model_loading import add_random_weights_argument
 
@@ -33,7 +33,7 @@ def add_parser(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vexplain.core.extras import require_extra
+    from vexplain.errors import require_extra
 
     require_extra("starlette", "serve", "vexplain serve")
     require_extra("uvicorn", "serve", "vexplain serve")

@@ -1,9 +1,9 @@
-"""The public entry points: ``adapt``, ``explain``, ``methods``."""
+"""The public entry points: ``adapt``, ``explain``, ``methods``, ``method_info``, ``resolve_options``."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -14,7 +14,7 @@ from .explanation import Explanation
 from .inputs import as_input_tensor
 from .preprocessing import PreparedImages
 from .notices import collecting
-from .options import resolve_options
+from .options import resolve_options as resolve_declared
 from .registry import REGISTRY
 from .result_checks import blaming_non_finite_scores, check_attribution
 from .targets import Targets, bind_targets
@@ -68,7 +68,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     explainer_class = entry.obj
     adapter = adapt(model)
     adapter.require(explainer_class.requires_for(options), f"method '{method}'")
-    resolved = resolve_options(method, explainer_class.options, options)
+    resolved = resolve_declared(method, explainer_class.options, options)
     photos = inputs if isinstance(inputs, PreparedImages) else None
     inputs = photos.inputs if photos is not None else inputs
     tensor = as_input_tensor(inputs, adapter.input_channels).to(adapter.device)
@@ -121,28 +121,50 @@ class MethodInfo:
     aliases: tuple[str, ...] = ()
 
 
-def methods() -> list[MethodInfo]:
-    """The registered explainers, sorted by name, with the backends each runs on."""
+def methods(supported_by: Any = None) -> list[MethodInfo]:
+    """The registered explainers, sorted by name, with the backends each runs on.
+
+    ``supported_by``: a model or adapter (anything ``adapt`` takes); then only the methods whose
+    required capabilities it has (default None: every method)."""
     adapters = REGISTRY.adapters()
-    listed = []
-    for name, entry in sorted(REGISTRY.explainers().items()):
-        cls = entry.obj
-        backends = tuple(
-            a.name for a in adapters.values() if set(cls.requires) <= set(getattr(a.obj, "capabilities", ()))
-        )
-        listed.append(
-            MethodInfo(
-                name=name,
-                requires=tuple(cls.requires),
-                plugin=entry.plugin,
-                summary=cls.summary,
-                paper=cls.paper,
-                options={k: o.default for k, o in cls.options.items()},
-                backends=backends,
-                aliases=tuple(cls.aliases),
-            )
-        )
-    return listed
+    adapter = None if supported_by is None else adapt(supported_by)
+    return [
+        _method_info(name, entry, adapters)
+        for name, entry in sorted(REGISTRY.explainers().items())
+        if adapter is None or all(adapter.supports(c) for c in entry.obj.requires)
+    ]
+
+
+def method_info(name: str) -> MethodInfo:
+    """The registered method ``name`` (or an alias or other spelling of it: ``Grad-CAM``, ``ig``);
+    an unknown name raises ``UnknownMethod`` with the closest names."""
+    entry = REGISTRY.explainer(name)
+    return _method_info(entry.name, entry, REGISTRY.adapters())
+
+
+def resolve_options(name: str, options: Mapping[str, Any] | None = None, kind: str = "method") -> dict[str, Any]:
+    """The options method (``kind="method"``) or metric (``kind="metric"``) ``name`` would run
+    with: ``options`` validated and coerced, every default filled in. A bad name or value raises
+    ``InvalidOption`` (an unknown method or metric: ``UnknownMethod`` / ``UnknownMetric``)."""
+    if kind not in ("method", "metric"):
+        raise InvalidOption(f"kind must be 'method' or 'metric'; got {kind!r}")
+    entry = REGISTRY.explainer(name) if kind == "method" else REGISTRY.metric(name)
+    return resolve_declared(entry.name, entry.obj.options, dict(options or {}), kind=kind)
+
+
+def _method_info(name: str, entry: Any, adapters: Mapping[str, Any]) -> MethodInfo:
+    cls = entry.obj
+    backends = tuple(a.name for a in adapters.values() if set(cls.requires) <= set(getattr(a.obj, "capabilities", ())))
+    return MethodInfo(
+        name=name,
+        requires=tuple(cls.requires),
+        plugin=entry.plugin,
+        summary=cls.summary,
+        paper=cls.paper,
+        options={k: o.default for k, o in cls.options.items()},
+        backends=backends,
+        aliases=tuple(cls.aliases),
+    )
 
 
 def plugin_failures() -> list[tuple[str, str]]:

@@ -71,20 +71,27 @@ class MetricInfo:
 
 def metrics() -> list[MetricInfo]:
     """The registered metrics, sorted by name."""
-    return [
-        MetricInfo(
-            name=name,
-            requires=tuple(entry.obj.requires),
-            needs=tuple(entry.obj.needs),
-            plugin=entry.plugin,
-            summary=entry.obj.summary,
-            paper=entry.obj.paper,
-            headline=entry.obj.headline,
-            higher_is_better=entry.obj.higher_is_better,
-            options={k: o.default for k, o in entry.obj.options.items()},
-        )
-        for name, entry in sorted(REGISTRY.metrics().items())
-    ]
+    return [_metric_info(name, entry) for name, entry in sorted(REGISTRY.metrics().items())]
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The registered metric ``name``; an unknown name raises ``UnknownMetric`` with the closest names."""
+    entry = REGISTRY.metric(name)
+    return _metric_info(entry.name, entry)
+
+
+def _metric_info(name: str, entry: Any) -> MetricInfo:
+    return MetricInfo(
+        name=name,
+        requires=tuple(entry.obj.requires),
+        needs=tuple(entry.obj.needs),
+        plugin=entry.plugin,
+        summary=entry.obj.summary,
+        paper=entry.obj.paper,
+        headline=entry.obj.headline,
+        higher_is_better=entry.obj.higher_is_better,
+        options={k: o.default for k, o in entry.obj.options.items()},
+    )
 
 
 def as_masks(masks: Any, count: int, size: tuple[int, int]) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""Shared machinery of the many-forward metrics: pixel orders, substrates, batched class probabilities."""
+"""Shared machinery of the metrics: pixel orders, substrates, batched class probabilities (the
+many-forward metrics), and map peaks tested against ground truth (the pointing game; public as
+``vexplain.evaluation.peaks`` / ``within``)."""
 from __future__ import annotations
 
 import math
@@ -94,3 +96,20 @@ def trapezoid_auc(curves: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Area under each row of ``curves`` ``(N, T)`` over ``x`` ``(T,)`` by the trapezoid rule."""
     widths = x[1:] - x[:-1]
     return ((curves[:, 1:] + curves[:, :-1]) / 2 * widths).sum(dim=1)
+
+
+def peaks(maps: torch.Tensor) -> torch.Tensor:
+    """int64 ``(N, 2)``: (row, column) of each map's maximum, the first in row-major order on ties."""
+    flat = maps.reshape(len(maps), -1).argmax(dim=1)
+    return torch.stack([flat // maps.shape[2], flat % maps.shape[2]], dim=1)
+
+
+def within(points: torch.Tensor, masks: torch.Tensor, tolerance: int) -> torch.Tensor:
+    """bool ``(N,)``: whether each (row, column) point lies within ``tolerance`` pixels (Euclidean)
+    of some pixel of its mask."""
+    height, width = masks.shape[1:]
+    points = points.to(masks.device)
+    rows = torch.arange(height, device=masks.device)[None, :, None] - points[:, 0, None, None]
+    cols = torch.arange(width, device=masks.device)[None, None, :] - points[:, 1, None, None]
+    near = rows**2 + cols**2 <= tolerance**2
+    return (masks.bool() & near).flatten(1).any(dim=1).cpu()

@@ -9,6 +9,7 @@ from vexplain.core.adapter import FORWARD
 from vexplain.core.errors import InvalidInput, InvalidOption
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.metric import MASKS, EvaluationCase, Metric, MetricResult
+from vexplain.core.metric_tools import peaks, within
 from vexplain.core.options import Option, integer, optional
 
 #: Zhang et al. use 15 pixels on 224-pixel images
@@ -19,23 +20,6 @@ PAPER_SIZE = 224
 def default_tolerance(height: int, width: int) -> int:
     """Zhang et al.'s 15 px at 224 px, scaled to the shorter side: round(15 · min(H, W) / 224)."""
     return int(round(PAPER_TOLERANCE * min(height, width) / PAPER_SIZE))
-
-
-def peaks(maps: torch.Tensor) -> torch.Tensor:
-    """int64 ``(N, 2)``: (row, column) of each map's maximum, the first in row-major order on ties."""
-    flat = maps.reshape(len(maps), -1).argmax(dim=1)
-    return torch.stack([flat // maps.shape[2], flat % maps.shape[2]], dim=1)
-
-
-def within(points: torch.Tensor, masks: torch.Tensor, tolerance: int) -> torch.Tensor:
-    """bool ``(N,)``: whether each (row, column) point lies within ``tolerance`` pixels (Euclidean)
-    of some pixel of its mask."""
-    height, width = masks.shape[1:]
-    points = points.to(masks.device)
-    rows = torch.arange(height, device=masks.device)[None, :, None] - points[:, 0, None, None]
-    cols = torch.arange(width, device=masks.device)[None, None, :] - points[:, 1, None, None]
-    near = rows**2 + cols**2 <= tolerance**2
-    return (masks.bool() & near).flatten(1).any(dim=1).cpu()
 
 
 class PointingGame(Metric):

@@ -117,7 +117,7 @@ BAD_INPUTS = {
     "weights and random weights": (["explain", FACTORY, "{image}", "--weights", "{weights}", "--random-weights"], "not both"),
     "random weights on a file": (["explain", "{onnx}", "{image}", "--random-weights"], "pkg.module:factory MODEL only"),
     "unknown method": (["explain", "{onnx}", "{image}", "--method", "gradcm", "--size", "32", "32"], "did you mean: gradcam"),
-    "unsupported on onnx": (["explain", "{onnx}", "{image}", "--method", "saliency", "--size", "32", "32"], "methods that work on this model: ablationcam, cam, eigencam, feature_ablation, iscam, kernel_shap, kpcacam, lime, occlusion, rise, scorecam, shapley_sampling, sscam"),
+    "unsupported on onnx": (["explain", "{onnx}", "{image}", "--method", "saliency", "--size", "32", "32"], "does not support 'gradients' (method 'saliency' requires it)"),
     "unknown layer": (["explain", FACTORY, "{image}", "--weights", "{weights}", "--layer", "feature.5", "--method", "cam", "--size", "32", "32"], "did you mean"),
     "target out of range": (["explain", "{onnx}", "{image}", "--target", "99", "--method", "cam", "--size", "32", "32"], "out of range"),
     "target not a class": (["explain", "{onnx}", "{image}", "--target", "giraffe", "--method", "cam", "--size", "32", "32"], "class index or a class name"),

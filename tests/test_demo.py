@@ -65,3 +65,23 @@ def test_progress_bars_only_when_enabled(enabled):
         wrapped = progress(items, total=5, description="x")
     assert (wrapped is items) is (not enabled)
     assert list(wrapped) == items
+
+
+def test_the_demo_scenes_come_with_the_ground_truth_evaluate_reads(tmp_path):
+    """`vexplain demo` writes scenes/boxes.json; `vexplain evaluate --data OUT/scenes` reads it back
+    as the very boxes and labels the scenes were generated with."""
+    from vexplain.cli.demo_command import write_scenes
+    from vexplain.cli.evaluate_data import folder_set
+    from vexplain.demo.model import demo_adapter
+    from vexplain.demo.scenes import generate_dataset
+    from vexplain.evaluation import as_masks
+
+    images, labels, boxes = generate_dataset(3, seed=7)
+    write_scenes(tmp_path, images, boxes, labels)
+    truth = json.loads((tmp_path / "scenes" / "boxes.json").read_text())
+    assert truth["scene_01.png"] == {"box": [int(v) for v in boxes[1]], "label": int(labels[1])}
+    meta = load_metadata()
+    data = folder_set(str(tmp_path / "scenes"), None, demo_adapter(), None, None, meta["mean"], meta["std"])
+    assert data.names == ["scene_00.png", "scene_01.png", "scene_02.png"]
+    np.testing.assert_array_equal(data.labels, labels)
+    np.testing.assert_array_equal(data.masks, as_masks(boxes, 3, (64, 64)).numpy())

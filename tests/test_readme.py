@@ -1,10 +1,9 @@
-"""The README stays true: its two commands, its generated method table, its Python quick start."""
+"""The README stays true: its two commands and its generated method table (its code blocks run in
+tests/test_readme_commands.py)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import pytest
 
 from vexplain.core.readme_tables import COMMAND, method_table, table_in
 
@@ -29,21 +28,3 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 
 def test_method_table_matches_the_registry():
     assert table_in(README, "methods") == method_table(), f"run `{COMMAND}`"
-
-
-def test_python_quick_start_runs(tmp_path, monkeypatch):
-    from vexplain.demo.model import ASSETS
-
-    if not (ASSETS / "demo_cnn.pt").is_file():
-        pytest.fail("the shipped demo weights are missing; run python -m vexplain.demo.train")
-    quick_start = code_blocks("python")[0]
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "demo" / "assets").mkdir(parents=True)
-    (tmp_path / "demo" / "assets" / "demo_cnn.onnx").symlink_to(ASSETS / "demo_cnn.onnx")
-    namespace: dict = {}
-    exec(compile(quick_start, "README.md quick start", "exec"), namespace)
-    assert namespace["exp"].maps.shape == (4, 64, 64)
-    assert (tmp_path / "out" / "scene_0.gradcam.png").is_file()
-    occ = namespace["occ"].options  # auto times the exact engines (core/engine_choice.py): any of them, and why
-    assert occ["engine"] in ("incremental", "onnx", "torch") and occ["engine_reason"]
-    assert namespace["onnx_exp"].maps.shape == (4, 64, 64)
