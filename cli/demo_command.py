@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels, boxes = generate_dataset(args.scenes, seed=args.seed, size=int(meta["input_size"][0]))
     inputs = preprocess(images)
     out = output_folder(args.out)
-    names = select(args.methods, [m.name for m in methods()], "methods")
+    infos = {m.name: m for m in methods()}
+    names = select(args.methods, list(infos), "methods")
     results: dict[str, dict[str, Any]] = {}
     columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     print(f"demo: {args.scenes} scenes, shipped model demo_cnn ({', '.join(meta['class_names'])}), explaining the true class")
@@ -70,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
         for name in progress(names, total=len(names), description="methods"):
             try:
                 started = time.perf_counter()
-                exp = explain(adapter, inputs, method=name, targets=labels)
+                quick = infos[name].quick_options  # cheaper settings where the defaults take minutes
+                if quick:
+                    print(f"{name}: quick settings {', '.join(f'{k}={v}' for k, v in quick.items())} (its defaults take minutes here)")
+                exp = explain(adapter, inputs, method=name, targets=labels, **quick)
                 seconds = time.perf_counter() - started
             except VexplainError as error:
                 results[name] = {"skipped": str(error)}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -119,6 +119,8 @@ class MethodInfo:
     options: dict[str, Any]
     backends: tuple[str, ...]
     aliases: tuple[str, ...] = ()
+    #: the method's ``quick_options``: what ``vexplain demo`` passes for a quick look ({} for most)
+    quick_options: dict[str, Any] = field(default_factory=dict)
 
 
 def methods(supported_by: Any = None) -> list[MethodInfo]:
@@ -164,6 +166,7 @@ def _method_info(name: str, entry: Any, adapters: Mapping[str, Any]) -> MethodIn
         options={k: o.default for k, o in cls.options.items()},
         backends=backends,
         aliases=tuple(cls.aliases),
+        quick_options=dict(cls.quick_options),
     )
 
 

@@ -43,6 +43,9 @@ class Explainer:
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
+    #: options for a quick look (``vexplain demo``): cheaper than the defaults where those take
+    #: minutes on small images (fewer optimisation steps), validated like any options; {} for most
+    quick_options: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def requires_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:

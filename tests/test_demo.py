@@ -46,9 +46,24 @@ def test_demo_points_inside_the_box(tmp_path, capsys):
         entry = results["methods"][method]
         assert entry["hits"] / entry["scenes"] >= 0.9, (method, entry)
         assert method in out
+    import vexplain as vx
+
+    for info in vx.methods():  # a quick look runs with each method's quick_options, and says so
+        if info.quick_options and info.name in results["methods"] and "skipped" not in results["methods"][info.name]:
+            recorded = results["methods"][info.name]["options"]
+            assert all(recorded[k] == v for k, v in info.quick_options.items()) and f"{info.name}: quick settings" in out
     figure = cv2.imread(str(tmp_path / "demo.png"))
     assert figure is not None and figure.shape[0] > 64 and figure.shape[1] > 64 * 4
     assert results["accuracy"] >= 0.9
+
+
+def test_every_quick_option_is_a_valid_option_of_its_method():
+    import vexplain as vx
+
+    for info in vx.methods():
+        if info.quick_options:
+            resolved = vx.resolve_options(info.name, info.quick_options)
+            assert all(resolved[k] == v for k, v in info.quick_options.items()), info.name
 
 
 def test_demo_rejects_zero_scenes(tmp_path, capsys):
