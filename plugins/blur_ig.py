@@ -10,7 +10,7 @@ import torch
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, boolean, integer, number
+from vexplain.core.options import MAX_SAMPLES, Option, boolean, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest, gather_scores
 
@@ -47,7 +47,7 @@ class BlurIG(Explainer):
     summary = "−Σ Δσ ∂x_σ/∂σ ⊙ ∂y_t/∂x(x_σ): gradients integrated along a Gaussian-blur path from σ_max to the image"
     paper = "Xu, Venugopalan & Sundararajan, Attribution in Scale and Space, CVPR 2020"
     options = {
-        "steps": Option(100, integer(1), "blur levels on the path (S)"),
+        "steps": Option(100, integer(1, MAX_SAMPLES), "blur levels on the path (S)"),
         "max_sigma": Option(50.0, number(above=0), "std (pixels) of the most blurred image, the path's start"),
         "grad_step": Option(0.01, number(above=0), "σ step of the forward difference ∂x_σ/∂σ"),
         "sqrt": Option(False, boolean(), "space σ as √(i·max_sigma/steps) instead of linearly"),

@@ -9,7 +9,7 @@ import torch
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, boolean, choice, integer, number
+from vexplain.core.options import MAX_SAMPLES, Option, boolean, choice, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest
 
@@ -68,7 +68,7 @@ class ExtremalPerturbation(Explainer):
         "areas": Option((0.1,), area_list, "fraction(s) of the image each mask may keep"),
         "variant": Option("preserve", choice(*VARIANTS), "preserve: keep the score; delete: remove it; dual: both"),
         "perturbation": Option("blur", choice(*PERTURBATIONS), "what a masked-out pixel becomes: blurred, or faded to 0"),
-        "max_iter": Option(800, integer(1), "gradient steps on the mask"),
+        "max_iter": Option(800, integer(1, MAX_SAMPLES), "gradient steps on the mask"),
         "num_levels": Option(8, integer(2), "perturbation levels interpolated between"),
         "step": Option(7, integer(1), "pixels between mask parameters"),
         "sigma": Option(21.0, number(above=0), "smoothness radius of the mask (pixels)"),

@@ -10,7 +10,7 @@ import torch
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number
+from vexplain.core.options import MAX_SAMPLES, Option, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest, gather_scores
 
@@ -91,7 +91,7 @@ class GuidedIG(Explainer):
     summary = "IG along an adaptive path that first moves the features of smallest |∂y_t/∂x|"
     paper = "Kapishnikov et al., Guided Integrated Gradients: an Adaptive Path Method for Removing Noise, CVPR 2021"
     options = {
-        "steps": Option(200, integer(1), "steps of the path (one gradient each)"),
+        "steps": Option(200, integer(1, MAX_SAMPLES), "steps of the path (one gradient each)"),
         "fraction": Option(0.25, number(minimum=0, maximum=1), "fraction of features, smallest |gradient| first, moved at a time"),
         "max_dist": Option(0.02, number(minimum=0, maximum=1), "largest deviation from the straight line, as a fraction of the way"),
         "baseline": Option(0.0, number(), "the constant baseline image's value (preprocessed units)"),
