@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gradcam_reference import _import_torchvision
+from vexplain.demo.train_vit import Block as ViTBlock
 
 __test__ = False
 
@@ -56,20 +57,7 @@ def hf_convnext(seed: int = 0) -> nn.Module:
     return T.ConvNextForImageClassification(config).eval()
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + MHA(norm1(x)), then x + MLP(norm2(x))."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm1(x)
-        x = x + self.attn(y, y, y, need_weights=False)[0]
-        return x + self.mlp(self.norm2(x))
+Block = ViTBlock  # the pre-norm block of the demo ViT (vexplain/demo/train_vit.py), the same module
 
 
 class TinyViT(nn.Module):
