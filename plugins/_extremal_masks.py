@@ -33,17 +33,28 @@ class MaskGenerator:
     def __init__(self, shape: tuple[int, int], step: int, sigma: float, device: torch.device) -> None:
         self.shape, self.step, self.sigma = shape, step, sigma
         self.margin = sigma
-        self.padding = 1 + math.ceil((self.margin + sigma) / step)
-        self.radius = 1 + math.ceil(sigma / step)
-        self.shape_in = [math.ceil(z / step) for z in shape]
-        mid = [z + 2 * self.padding - 2 * self.radius for z in self.shape_in]
-        up = [step * z for z in mid]
-        self.shape_out = [z - step + 1 for z in up]
+        self.padding, self.radius, self.shape_in, mid, up, self.shape_out = self.geometry(shape, step, sigma)
         taps = torch.arange(2 * self.radius + 1, device=device)
         self.rows, dy = self._axis(mid[0], up[0], self.shape_out[0], taps, device)
         self.cols, dx = self._axis(mid[1], up[1], self.shape_out[1], taps, device)
         delta = torch.sqrt(dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2)
         self.weight = bump(delta / sigma)  # (2r+1, 2r+1, out_h, out_w)
+
+    @staticmethod
+    def geometry(shape: tuple[int, int], step: int, sigma: float) -> tuple[int, int, list[int], list[int], list[int], list[int]]:
+        """(padding, r, parameter grid, padded grid, upsampled size, canvas size) of the masks."""
+        padding = 1 + math.ceil(2 * sigma / step)
+        radius = 1 + math.ceil(sigma / step)
+        shape_in = [math.ceil(z / step) for z in shape]
+        mid = [z + 2 * padding - 2 * radius for z in shape_in]
+        up = [step * z for z in mid]
+        return padding, radius, shape_in, mid, up, [z - step + 1 for z in up]
+
+    @classmethod
+    def bytes_per_mask(cls, shape: tuple[int, int], step: int, sigma: float) -> int:
+        """float32 bytes of the (2r+1)² × canvas table each generated mask gathers."""
+        _, radius, _, _, up, out = cls.geometry(shape, step, sigma)
+        return 4 * (2 * radius + 1) ** 2 * out[0] * out[1] + 8 * (up[0] + up[1])
 
     def _axis(self, mid: int, up: int, out: int, taps: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Per tap and output coordinate along one axis: the index into the zero-padded parameter

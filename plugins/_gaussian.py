@@ -7,6 +7,10 @@ import math
 
 import torch
 
+#: the widest σ (pixels) an option may ask for: 10⁴ is far wider than any image a vision model
+#: takes, and keeps a kernel at 8·10⁴ taps (a σ of 10⁹ would need gigabytes of taps)
+MAX_SIGMA = 10_000.0
+
 
 def scipy_radius(sigma: float) -> int:
     """scipy's ``gaussian_filter`` kernel radius: ⌊4σ + ½⌋ (its ``truncate=4``)."""

@@ -21,6 +21,7 @@ def dilated(masks: torch.Tensor, radius: int) -> torch.Tensor:
     i² + j² ≤ r²); outside the image counts as empty. One convolution for all masks."""
     if radius == 0 or len(masks) == 0:
         return masks
+    radius = min(radius, sum(masks.shape[1:]))  # a disk wider than the image's diagonal reaches every pixel already
     offsets = torch.arange(-radius, radius + 1, device=masks.device)
     disk = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= radius**2).float()[None, None]
     hits = torch.nn.functional.conv2d(masks[:, None].float(), disk, padding=radius)

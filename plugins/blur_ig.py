@@ -14,7 +14,7 @@ from vexplain.core.options import MAX_SAMPLES, Option, boolean, integer, number
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest, gather_scores
 
-from ._gaussian import blurred
+from ._gaussian import MAX_SIGMA, blurred
 from ._gradient_maps import GRADIENT_MEMORY_FACTOR, channel_map, pair_chunks, reduction_options, request_for, resolve_targets
 
 
@@ -48,8 +48,8 @@ class BlurIG(Explainer):
     paper = "Xu, Venugopalan & Sundararajan, Attribution in Scale and Space, CVPR 2020"
     options = {
         "steps": Option(100, integer(1, MAX_SAMPLES), "blur levels on the path (S)"),
-        "max_sigma": Option(50.0, number(above=0), "std (pixels) of the most blurred image, the path's start"),
-        "grad_step": Option(0.01, number(above=0), "σ step of the forward difference ∂x_σ/∂σ"),
+        "max_sigma": Option(50.0, number(above=0, maximum=MAX_SIGMA), "std (pixels) of the most blurred image, the path's start"),
+        "grad_step": Option(0.01, number(above=0, maximum=MAX_SIGMA), "σ step of the forward difference ∂x_σ/∂σ"),
         "sqrt": Option(False, boolean(), "space σ as √(i·max_sigma/steps) instead of linearly"),
         **batch_options("path points per forward+backward pass"),
         **reduction_options(abs_default=False, reduce_default="sum"),

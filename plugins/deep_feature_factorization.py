@@ -9,7 +9,7 @@ from vexplain.core.adapter import ACTIVATIONS, CLASSIFIER_WEIGHTS, ModelAdapter
 from vexplain.core.errors import InvalidOption, UnsupportedCapability
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number
+from vexplain.core.options import MAX_SAMPLES, Option, integer, number
 from vexplain.core.postprocess import upsample
 from vexplain.core.targets import TargetRequest
 from vexplain.core.token_grids import token_layout
@@ -63,7 +63,7 @@ class DeepFeatureFactorization(Explainer):
         "grid": GRID_OPTION,
         "prefix": PREFIX_OPTION,
         "concepts": Option(5, integer(minimum=1), "number k of NMF concepts"),
-        "max_iter": Option(200, integer(minimum=1), "most coordinate-descent iterations of the NMF"),
+        "max_iter": Option(200, integer(minimum=1, maximum=MAX_SAMPLES), "most coordinate-descent iterations of the NMF"),
         "tol": Option(1e-4, number(minimum=0), "stop when the projected gradient falls to tol times its first value"),
         "seed": Option(0, integer(minimum=0, maximum=2**32 - 1), "seed of the NMF's random initialisation (NumPy RandomState)"),
     }

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
+from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import MAX_SAMPLES, Option, boolean, choice, integer, number
@@ -14,10 +15,13 @@ from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest
 
 from ._extremal_masks import MaskGenerator, area_penalty, area_reference, perturbed, pyramid
+from ._gaussian import MAX_SIGMA
 from ._gradient_maps import GRADIENT_MEMORY_FACTOR, request_for, resolve_targets
 
 VARIANTS = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
+#: the most perturbation levels: each is a whole copy of the images (TorchRay takes 8)
+MAX_LEVELS = 256
 #: TorchRay's optimiser: SGD with these, and the area weight λ growing by GROWTH per iteration
 LEARNING_RATE, MOMENTUM, AREA_WEIGHT, GROWTH = 0.01, 0.9, 300.0, 1.0035
 
@@ -69,10 +73,10 @@ class ExtremalPerturbation(Explainer):
         "variant": Option("preserve", choice(*VARIANTS), "preserve: keep the score; delete: remove it; dual: both"),
         "perturbation": Option("blur", choice(*PERTURBATIONS), "what a masked-out pixel becomes: blurred, or faded to 0"),
         "max_iter": Option(800, integer(1, MAX_SAMPLES), "gradient steps on the mask"),
-        "num_levels": Option(8, integer(2), "perturbation levels interpolated between"),
+        "num_levels": Option(8, integer(2, MAX_LEVELS), "perturbation levels interpolated between"),
         "step": Option(7, integer(1), "pixels between mask parameters"),
-        "sigma": Option(21.0, number(above=0), "smoothness radius of the mask (pixels)"),
-        "max_blur": Option(20.0, number(above=0), "σ of the strongest blur (pixels)"),
+        "sigma": Option(21.0, number(above=0, maximum=MAX_SIGMA), "smoothness radius of the mask (pixels)"),
+        "max_blur": Option(20.0, number(above=0, maximum=MAX_SIGMA), "σ of the strongest blur (pixels)"),
         "jitter": Option(True, boolean(), "flip the perturbed image left-right on even steps"),
         **batch_options("perturbed inputs per forward+backward pass"),
     }
@@ -81,6 +85,7 @@ class ExtremalPerturbation(Explainer):
         scores, chosen = resolve_targets(adapter, inputs, targets)
         areas, variant = options["areas"], options["variant"]
         count, device = len(inputs), inputs.device
+        check_mask_size(tuple(inputs.shape[2:]), options)
         generator = MaskGenerator(tuple(inputs.shape[2:]), options["step"], options["sigma"], device)
         levels = pyramid(inputs, options["num_levels"], options["perturbation"], options["max_blur"])
         image_of = torch.arange(count, device=device).repeat_interleave(len(areas))
@@ -113,6 +118,28 @@ class ExtremalPerturbation(Explainer):
         masks = mask.detach().reshape(count, len(areas), *mask.shape[1:])
         notes = {"batch_size": batch_size}
         return Attribution(maps=masks.sum(dim=1).to(inputs.dtype), scores=scores, targets=chosen, notes=notes)
+
+
+def check_mask_size(shape: tuple[int, int], options: dict[str, Any]) -> None:
+    """Refuse a ``step`` beyond the image's side, a ``sigma`` too small for the ``step`` (TorchRay's
+    canvas would not cover the image), and a ``sigma``/``step`` whose table for one mask
+    would not fit ``memory_mb`` (about 23 MB for 224² images at the defaults), before anything is
+    allocated."""
+    step, sigma, side = options["step"], options["sigma"], max(shape)
+    if step > side:
+        raise InvalidOption(f"option 'step' of method 'extremal_perturbation' is {step}, more than the side of the {shape[0]}x{shape[1]} images; give at most {side}")
+    canvas = MaskGenerator.geometry(shape, step, sigma)[-1]
+    if any(out < round(sigma) + side_of for out, side_of in zip(canvas, shape)):
+        raise InvalidOption(
+            f"options step={step} and sigma={sigma:g} of method 'extremal_perturbation' give a {canvas[0]}x{canvas[1]} mask canvas, "
+            f"too small to cover the {shape[0]}x{shape[1]} images and a margin of sigma; give a sigma above 1.5 times the step (the defaults: step 7, sigma 21)"
+        )
+    needed = MaskGenerator.bytes_per_mask(shape, step, sigma) / 2**20
+    if needed > options["memory_mb"]:
+        raise InvalidOption(
+            f"options sigma={sigma:g} and step={step} of method 'extremal_perturbation' need {needed:.0f} MB per mask of "
+            f"{shape[0]}x{shape[1]} images, more than memory_mb={options['memory_mb']:g}; give a smaller sigma, a larger step or a larger memory_mb"
+        )
 
 
 @hookimpl

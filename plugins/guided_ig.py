@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from vexplain.core.adapter import GRADIENTS, ModelAdapter
+from vexplain.core.errors import InvalidInput
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.options import MAX_SAMPLES, Option, integer, number
@@ -27,9 +28,10 @@ def _along(alpha: float, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor
 
 def guided_step(
     x: torch.Tensor, grad: torch.Tensor, image: torch.Tensor, baseline: torch.Tensor, step: int, steps: int, fraction: float, max_dist: float
-) -> torch.Tensor:
+) -> torch.Tensor | None:
     """Step ``step`` (0-based) of the guided path for one image, all tensors float64 ``(C, H, W)``:
-    returns the attribution gained, Σ over moves (x_new − x_old) ⊙ grad, and moves ``x`` in place.
+    returns the attribution gained, Σ over moves (x_new − x_old) ⊙ grad, and moves ``x`` in place;
+    None when rounding keeps the L1 target out of reach (a baseline far off the image's scale).
 
     With α = (step + 1)/steps, every feature is first pulled up to at least α − max_dist of the way
     from baseline to input; then, until the L1 distance to the input is (1 − α)·‖input − baseline‖₁,
@@ -66,7 +68,7 @@ def guided_step(
         gained += (x - x_old) * actual
         if gamma <= 1.0:
             return gained
-    raise RuntimeError(f"guided_ig: step {step} did not reach its L1 target (a NaN gradient?)")
+    return None
 
 
 class GuidedIG(Explainer):
@@ -112,8 +114,16 @@ class GuidedIG(Explainer):
             for start in range(0, len(moving), batch_size):
                 rows = torch.tensor(moving[start : start + batch_size], device=inputs.device)
                 grads = adapter.gradients(points[rows].to(inputs.dtype), request_for(chosen[rows]), batch_size=len(rows)).gradients
+                finite = bool(torch.isfinite(grads).all())
                 for row, grad in zip(rows.tolist(), grads.to(inputs.device).double()):
-                    total[row] += guided_step(points[row], grad, images[row], baseline, step, steps, fraction, max_dist)
+                    gained = guided_step(points[row], grad, images[row], baseline, step, steps, fraction, max_dist) if finite else None
+                    if gained is None:
+                        problem = "the gradients are NaN or infinite" if not finite else "rounding kept its L1 target out of reach"
+                        raise InvalidInput(
+                            f"method 'guided_ig' failed at step {step + 1} of {steps} of its path for input {row}: {problem} "
+                            f"(baseline {options['baseline']:g}, largest |input| {float(images.abs().max()):.3g}); give a baseline on the inputs' scale"
+                        )
+                    total[row] += gained
         values = total.to(inputs.dtype)
         start_scores = adapter.forward(baseline[None].to(inputs.dtype)).to(inputs.device).expand(len(inputs), -1)
         rise = gather_scores(scores, chosen) - gather_scores(start_scores, chosen)

@@ -11,7 +11,7 @@ from vexplain.core.adapter import GRADIENTS, ModelAdapter
 from vexplain.core.errors import InvalidOption, UnknownMethod
 from vexplain.core.explainer import Attribution, Explainer
 from vexplain.core.hookspecs import hookimpl
-from vexplain.core.options import Option, integer, number, optional, resolve_options, text
+from vexplain.core.options import MAX_SAMPLES, Option, integer, number, optional, resolve_options, text
 from vexplain.core.perturbation import batch_options, derived_batch_size
 from vexplain.core.targets import TargetRequest
 
@@ -83,7 +83,7 @@ class XRAI(Explainer):
     options = {
         "base": Option(PAIR_IG, text(), "the pixel attribution ranked by region: 'pair_ig' or a registered method"),
         "base_options": Option(None, optional(mapping), "options of the base method (default: its defaults)"),
-        "steps": Option(100, integer(2), "path points of the pair_ig base"),
+        "steps": Option(100, integer(2, MAX_SAMPLES), "path points of the pair_ig base"),
         "area": Option(1.0, number(minimum=0, maximum=1), "regions are added until this fraction of the image is covered"),
         "min_pixel_diff": Option(50, integer(1), "regions adding fewer new pixels than this are dropped"),
         "dilation": Option(5, integer(0), "radius of the disk each segment is dilated by (pixels)"),
@@ -118,7 +118,7 @@ class XRAI(Explainer):
             pixels = result.maps if result.attributions is None else result.attributions.amax(dim=1)
             notes["base_options"] = base_options
         maps = torch.stack([
-            ranked_regions(attr, felzenszwalb_masks(image, options["dilation"]), options["area"], options["min_pixel_diff"])
+            ranked_regions(attr, felzenszwalb_masks(image, options["dilation"]), options["area"], min(options["min_pixel_diff"], image[0].numel() + 1))
             for image, attr in zip(inputs, pixels.to(inputs.device))
         ])
         return Attribution(maps=maps.to(inputs.dtype), scores=scores, targets=chosen, attributions=pixels[:, None].to(inputs.dtype), notes=notes)

@@ -38,8 +38,11 @@ BAD_VALUES: dict[str, Any] = {
     "list": [1, 2],
     "dict": {"a": 1},
 }
-#: options that keep each call small; the fuzzed option replaces its entry here
+#: options that keep each call small (each method's quick_options first); the fuzzed option
+#: replaces its entry here
 FAST = {
+    **{info.name: dict(info.quick_options) for info in vx.methods() if info.quick_options},
+    "guided_ig": {"steps": 20},
     "occlusion": {"window": 4, "stride": 4},
     "rise": {"masks": 8},
     "smoothgrad": {"samples": 2},

@@ -68,10 +68,13 @@ def test_pyramid_and_interpolation_by_hand():
     np.testing.assert_array_equal(blur[0, 1].numpy(), x[0].numpy())  # the last level is the image
 
 
-torchray = pytest.importorskip("torchray.attribution.extremal_perturbation", reason="TorchRay is the reference: pip install torchray==1.0.0.2 --no-deps")
+@pytest.fixture(scope="module")
+def torchray():
+    """TorchRay's extremal_perturbation module; only the tests that compare with it skip without it."""
+    return pytest.importorskip("torchray.attribution.extremal_perturbation", reason="TorchRay is the reference: pip install torchray==1.0.0.2 --no-deps")
 
 
-def test_mask_generator_and_blur_are_torchrays():
+def test_mask_generator_and_blur_are_torchrays(torchray):
     from torchray.utils import imsmooth
 
     ours = MaskGenerator((20, 23), 3, 5.0, CPU)
@@ -86,7 +89,7 @@ def test_mask_generator_and_blur_are_torchrays():
 
 
 @pytest.mark.parametrize("variant", ["preserve", "delete", "dual"])
-def test_agrees_with_torchray(model, variant):
+def test_agrees_with_torchray(model, variant, torchray):
     x = images(2, size=24, seed=5)
     exp = vx.explain(model, x, method="extremal_perturbation", areas=[0.1, 0.3], variant=variant, max_iter=12, step=3, sigma=5.0)
     flags = [p.requires_grad for p in model.parameters()]
@@ -130,3 +133,24 @@ def test_onnx_is_refused_with_a_typed_error(model):
 def test_bad_options(model, option):
     with pytest.raises(InvalidOption):
         vx.explain(model, images(1, size=16), method="extremal_perturbation", **option)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"step": 17}, r"option 'step' .* is 17, more than the side of the 16x16 images; give at most 16"),
+        ({"sigma": 5000.0}, r"sigma=5000 and step=7 .* MB per mask of 16x16 images, more than memory_mb=1024"),
+        ({"sigma": 2e4}, r"option 'sigma'"),
+        ({"num_levels": 257}, r"option 'num_levels'"),
+    ],
+)
+def test_sizes_that_would_exhaust_memory_are_refused_before_any_work(model, option, message):
+    with pytest.raises(InvalidOption, match=message):
+        vx.explain(model, images(1, size=16), method="extremal_perturbation", **option)
+
+
+def test_a_sigma_too_small_for_its_step_is_refused_and_a_step_as_large_as_the_image_works(model):
+    with pytest.raises(InvalidOption, match=r"step=16 and sigma=5 .* give a 1x1 mask canvas, too small to cover the 16x16 images"):
+        vx.explain(model, images(1, size=16), method="extremal_perturbation", max_iter=2, step=16, sigma=5.0)
+    exp = vx.explain(model, images(1, size=16), method="extremal_perturbation", max_iter=2, step=16, sigma=30.0)
+    assert exp.maps.shape == (1, 16, 16) and np.isfinite(exp.maps).all()
