@@ -38,9 +38,10 @@ import json
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -121,10 +122,10 @@ def measure(engine: str, batch: int, run: Callable[[int], Any], device: torch.de
 
 def probe_batches(default: int, most: int, given: int | None) -> list[int]:
     """Batch sizes to probe, largest first: ``given`` alone when the user chose one; else the
-    memory-derived ``default`` capped at ``most`` (the inputs one call has), then the smaller of
-    ``PROBE_BATCHES``."""
+    memory-derived ``default``; either capped at ``most`` (the inputs one call has: a larger batch
+    never runs), the derived one followed by the smaller of ``PROBE_BATCHES``."""
     if given is not None:
-        return [given]
+        return [max(1, min(given, most))]
     top = max(1, min(default, most))
     return sorted({size for size in PROBE_BATCHES if size < top} | {top}, reverse=True)
 
@@ -339,6 +340,19 @@ def _valid(entry: Any) -> bool:
     )
 
 
+@contextmanager
+def errors_about_all(adapter: Any, inputs: torch.Tensor) -> Iterator[None]:
+    """Probes run on copies of one image; a typed error one raises (an output class-index targets
+    cannot use, say) is raised again by a forward pass of all ``inputs`` when that fails too, so
+    its message shows the caller's batch rather than the probe's."""
+    try:
+        yield
+    except VexplainError:
+        if len(inputs) > 1:
+            adapter.forward(inputs)
+        raise
+
+
 def auto_scorer(adapter: Any, method: str, inputs: torch.Tensor, options: dict[str, Any], perturbed: int, per_call: int) -> tuple[Any, int, dict[str, Any]]:
     """``(scorer, batch_size, notes)`` for a method that runs ``perturbed`` masked inputs in all
     (at most ``per_call`` in one batch) through ``adapter.scorer``: the engine of
@@ -364,10 +378,11 @@ def auto_scorer(adapter: Any, method: str, inputs: torch.Tensor, options: dict[s
         return candidate(rule), rule.notes.get("engine_reason") or rule.notes.get("engine_fallback"), None
 
     key = cache_key(adapter, "forward", method, inputs.shape[1:], {"batch_size": given, "default_batch": default})
-    picked, built = choose(
-        key, build_rule, lambda engine: candidate(adapter.scorer(engine, sample=sample)), adapter.engines("forward"),
-        sizes, perturbed, adapter.device, default,
-    )
+    with errors_about_all(adapter, inputs):
+        picked, built = choose(
+            key, build_rule, lambda engine: candidate(adapter.scorer(engine, sample=sample)), adapter.engines("forward"),
+            sizes, perturbed, adapter.device, default,
+        )
     scorer = built.built if built is not None else adapter.scorer(picked.engine, sample=sample)
     return scorer, (given or picked.batch_size), picked.notes()
 
@@ -407,7 +422,8 @@ def auto_box_engine(
     sizes = probe_batches(default_batch, len(tops), given)
     settings = {"window": list(window), "stride": list(stride), "batch_size": given, "default_batch": default_batch}
     key = cache_key(adapter, "occlusion", method, images.shape[1:], settings)
-    picked, built = choose(key, build_rule, candidate, adapter.engines("occlusion"), sizes, len(tops) * len(images), adapter.device, default_batch)
+    with errors_about_all(adapter, images):
+        picked, built = choose(key, build_rule, candidate, adapter.engines("occlusion"), sizes, len(tops) * len(images), adapter.device, default_batch)
     notes = picked.notes()
     notes.pop("engine")
     rule_won = bool(rules) and built is rules[0]
