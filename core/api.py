@@ -7,9 +7,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .adapter import ModelAdapter
+from .adapter import CLASSIFIER_WEIGHTS, ModelAdapter
 from .concurrency import one_call_per_model
-from .errors import InvalidOption, ModelLoadError
+from .errors import InvalidOption, InvalidTarget, ModelLoadError
 from .explanation import Explanation
 from .inputs import as_input_tensor
 from .preprocessing import PreparedImages
@@ -75,6 +75,11 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     adapter, request = bind_targets(adapter, targets, tensor.shape[0])
     prepared = time.perf_counter()
     callable_target = request.score_function is not None
+    if callable_target and _class_targets_only(explainer_class):
+        raise InvalidTarget(
+            f"method '{method}' explains class indices only (it reads a class's classifier weights or compares class scores), "
+            f"not {request.score_function.describe()}: give targets as None, an int or one int per input, or use a gradient or perturbation method"
+        )
     with torch.inference_mode(False), collecting() as warnings, blaming_non_finite_scores(adapter, tensor, callable_target):
         result = explainer_class().attribute(adapter, tensor, request, resolved)
         request.check(result.scores, result.targets)
@@ -121,6 +126,8 @@ class MethodInfo:
     aliases: tuple[str, ...] = ()
     #: the method's ``quick_options``: what ``vexplain demo`` passes for a quick look ({} for most)
     quick_options: dict[str, Any] = field(default_factory=dict)
+    #: the method explains class indices only (a callable or Target object is an InvalidTarget)
+    class_targets_only: bool = False
 
 
 def methods(supported_by: Any = None) -> list[MethodInfo]:
@@ -167,7 +174,13 @@ def _method_info(name: str, entry: Any, adapters: Mapping[str, Any]) -> MethodIn
         backends=backends,
         aliases=tuple(cls.aliases),
         quick_options=dict(cls.quick_options),
+        class_targets_only=_class_targets_only(cls),
     )
+
+
+def _class_targets_only(cls: Any) -> bool:
+    """An explainer's ``class_targets_only``, its default (None) read off ``requires``."""
+    return CLASSIFIER_WEIGHTS in cls.requires if cls.class_targets_only is None else bool(cls.class_targets_only)
 
 
 def plugin_failures() -> list[tuple[str, str]]:

@@ -46,6 +46,10 @@ class Explainer:
     #: options for a quick look (``vexplain demo``): cheaper than the defaults where those take
     #: minutes on small images (fewer optimisation steps), validated like any options; {} for most
     quick_options: ClassVar[Mapping[str, Any]] = {}
+    #: whether only class-index targets can be explained (the method reads the classifier's weight
+    #: row of the class, or compares the class with others): a callable or Target object is an
+    #: ``InvalidTarget``. None (the default): True exactly when ``requires`` has classifier weights
+    class_targets_only: ClassVar[bool | None] = None
 
     @classmethod
     def requires_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:

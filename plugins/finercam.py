@@ -62,6 +62,7 @@ class FinerCam(GradCam):
     """
 
     name = "finercam"
+    class_targets_only = True
     summary = "Grad-CAM of S = Σ_d p_d (y_t − α y_d) / Σ_d p_d over the classes d scored closest to the target"
     paper = "Zhang et al., Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation, CVPR 2025"
     options = {

@@ -14,7 +14,7 @@ import torch
 
 import vexplain as vx
 from vexplain.core.adapter import ATTENTION
-from models import LinearSegNet, close, images, onnx_bytes, seeded_cnn, tiny_seg_net
+from models import LinearSegNet, close, images, onnx_bytes, quick_options, seeded_cnn, tiny_seg_net
 
 SEG_W = np.array([[1.0, -1.0], [2.0, 0.5], [-0.5, 3.0]])  # 3 classes x 2 channels
 SEG_B = np.array([0.1, -0.2, 0.3])
@@ -72,9 +72,9 @@ class ScoreAsOutput(torch.nn.Module):
         return self.function(self.inner(x))[:, None]
 
 
-FAST = {"occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "integrated_gradients": {"steps": 5}, "rise": {"masks": 64}}
+FAST = {**quick_options(), "occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "integrated_gradients": {"steps": 5}, "rise": {"masks": 64}}
 #: methods that need class indices (the classifier's weight row of a class) refuse a callable
-NEEDS_CLASS_INDICES = {"cam", "finercam"}
+NEEDS_CLASS_INDICES = {m.name for m in vx.methods() if m.class_targets_only}
 
 
 @pytest.mark.parametrize("method", [m.name for m in vx.methods() if "torch" in m.backends and ATTENTION not in m.requires])  # attention methods: test_vit_rollout.py

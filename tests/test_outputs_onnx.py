@@ -17,7 +17,7 @@ X = images(3, size=16, seed=8)
 SHAPE = (3, 16, 16)
 HEADS = ["boxes", "scores", "landmarks"]
 #: methods that score class indices through the classifier's weights refuse callables
-NEEDS_CLASS_INDICES = {"cam"}
+NEEDS_CLASS_INDICES = {m.name for m in vx.methods() if m.class_targets_only}
 FAST = {"lime": {"alpha": 0.0}, "occlusion": {"window": 4, "stride": 4}, "rise": {"masks": 64}}
 GRADIENT_FREE = sorted(m.name for m in vx.methods() if "onnx" in m.backends and m.name not in NEEDS_CLASS_INDICES)
 

@@ -17,7 +17,7 @@ from outputs_models import export, onnx_tensor_of
 from target_models import tiny_yolo
 
 #: methods that score class indices through the classifier's weights refuse target objects
-NEEDS_CLASS_INDICES = {"cam"}
+NEEDS_CLASS_INDICES = {m.name for m in vx.methods() if m.class_targets_only}
 GRADIENT_FREE = sorted(m.name for m in vx.methods() if "onnx" in m.backends and m.name not in NEEDS_CLASS_INDICES)
 LAYERED = {m.name for m in vx.methods() if "layer" in m.options}
 FAST = {"occlusion": {"window": 4, "stride": 4}, "rise": {"masks": 64}}
