@@ -93,6 +93,14 @@ def check_dataset(ns: dict[str, Any], cwd: Path) -> None:
     assert ns["run"].rows == 4 * 2 and ns["first"].shape == (64, 64) and ns["first"].dtype == np.float32
 
 
+def check_dataset_evaluation(ns: dict[str, Any], cwd: Path) -> None:
+    scenes = len(ns["truth"])
+    for method in ("gradcam", "saliency"):
+        assert ns["run"].summary[method]["deletion.auc"]["n"] == scenes
+        assert 0 <= ns["run"].summary[method]["pointing_game.hit"]["mean"] <= 1
+    assert (cwd / "evaluation" / "_summary.json").is_file()
+
+
 def check_plugin(ns: dict[str, Any], cwd: Path) -> None:
     """Registered for this test only, the plugin explains a vertical step edge as the README says:
     Sobel d/dx of a 0 → 1 step is 1 + 2 + 1 = 4 on the two columns beside it, 0 elsewhere."""
@@ -127,6 +135,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Path], None]] = {
     "figure = vx.compare(": check_notebook,
     'metric="pointing_game", masks=boxes)': check_evaluate,
     "run = vx.explain_dataset(": check_dataset,
+    "run = vx.evaluate_dataset(": check_dataset_evaluation,
     "class SobelEdges(vx.Explainer):": check_plugin,
 }
 
