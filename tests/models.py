@@ -290,3 +290,11 @@ def tiny_seg_net(seed: int = 0) -> TinySegNet:
 def close(actual, expected, atol: float = 1e-6) -> None:
     """``actual`` equals ``expected`` within ``atol`` everywhere (no relative slack)."""
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=np.float64), rtol=0, atol=atol)
+
+
+def quick_options() -> dict[str, dict]:
+    """Each registered method's ``quick_options`` (from ``vx.methods()``): registry-wide tests start
+    their cheap settings from these, so a slow method registered later is cheap there too."""
+    import vexplain as vx
+
+    return {info.name: dict(info.quick_options) for info in vx.methods() if info.quick_options}

@@ -6,11 +6,11 @@ import pytest
 
 import vexplain as vx
 from vexplain.core.adapter import ATTENTION
-from models import HAND_X, HandCamNet, images, seeded_cnn
+from models import HAND_X, HandCamNet, images, quick_options, seeded_cnn
 
 METHODS = [m.name for m in vx.methods() if ATTENTION not in m.requires]  # attention methods: test_vit_rollout.py (a CNN has none)
 DECLARED = {m.name: m.options for m in vx.methods()}
-FAST_OPTIONS = {"occlusion": {"window": 4, "stride": 4}}
+FAST_OPTIONS = {**quick_options(), "occlusion": {"window": 4, "stride": 4}}
 
 
 def explanation(maps) -> vx.Explanation:
@@ -153,8 +153,9 @@ def test_save_single_stem_and_no_images(tmp_path):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_options_record_every_declared_option(model, x, method):
-    exp = vx.explain(model, x, method=method)
-    declared = DECLARED[method]
+    quick = quick_options().get(method, {})  # the defaults, but for steps that take seconds
+    exp = vx.explain(model, x, method=method, **quick)
+    declared = {**DECLARED[method], **quick}
     missing = set(declared) - set(exp.options)
     assert not missing, f"exp.options lacks declared options {missing}"
     for name, default in declared.items():

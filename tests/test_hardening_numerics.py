@@ -17,14 +17,14 @@ from vexplain.core.adapter import ATTENTION
 from vexplain.cli.main import main
 from vexplain.demo.model import build
 
-from models import HAND_CONV, HAND_X, HandCamNet, LinearNet, TrainFlagCNN, assert_untouched, images, onnx_bytes, seeded_cnn, snapshot
+from models import HAND_CONV, HAND_X, HandCamNet, LinearNet, TrainFlagCNN, assert_untouched, images, onnx_bytes, quick_options, seeded_cnn, snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients", "ignore:Setting backward hooks")
 
 DEMO_ONNX = Path(__file__).resolve().parents[1] / "demo" / "assets" / "demo_cnn.onnx"
 BATCH_SIZES = (1, 2, 4, 16)
 #: options that keep every registered method quick on 16x16 inputs
-FAST = {"occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "integrated_gradients": {"steps": 5}, "rise": {"masks": 64}}
+FAST = {**quick_options(), "occlusion": {"window": 4, "stride": 4}, "smoothgrad": {"samples": 3}, "integrated_gradients": {"steps": 5}, "rise": {"masks": 64}}
 
 
 def _gradient_cam_methods() -> list[str]:
