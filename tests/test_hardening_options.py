@@ -114,11 +114,11 @@ def test_method_options_given_to_evaluate_and_smoothgrad_base():
     cases = [(m, o, label) for m, o, label in option_cases("method") if m in gradient and label in ("1e9", "2**64", "string", "nan")]
     run_table(
         [(f"smoothgrad(base={m}, {o}={label})", (m, o, BAD_VALUES[label])) for m, o, label in cases],
-        lambda case: vx.explain(MODEL, X, method="smoothgrad", samples=2, base=case[0], base_options={case[1]: case[2]}),
+        lambda case: vx.explain(MODEL, X, method="smoothgrad", samples=2, base=case[0], base_options={**FAST.get(case[0], {}), case[1]: case[2]}),
     )
     run_table(
         [(f"evaluate(deletion, {m}, {o}={label})", (m, o, BAD_VALUES[label])) for m, o, label in cases],
-        lambda case: vx.evaluate(MODEL, X, case[0], metric="deletion", steps=4, method_options={case[1]: case[2]}),
+        lambda case: vx.evaluate(MODEL, X, case[0], metric="deletion", steps=4, method_options={**FAST.get(case[0], {}), case[1]: case[2]}),
     )
 
 
