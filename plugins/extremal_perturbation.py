@@ -62,8 +62,9 @@ class ExtremalPerturbation(Explainer):
 
     name = "extremal_perturbation"
     aliases = ("extremal_perturbations", "meaningful_perturbation")
-    #: 800 steps take about 6 s per 64×64 image on a CPU (32 demo scenes: 5 minutes); a quick look
-    #: takes 50, a mask that has started to form rather than the converged one
+    #: 100 steps take about 3 s for one 64×64 demo scene on one CPU thread, so the default 800 take
+    #: about 25 s (32 demo scenes: minutes); a quick look takes 50, a mask that has started to form
+    #: rather than the converged one
     quick_options = {"max_iter": 50}
     requires = (GRADIENTS,)
     summary = "smooth masks of fixed area that keep the class score, optimised through the model's gradient"
