@@ -25,15 +25,16 @@ from vexplain.core.adapter import (
     ModelAdapter,
     Scorer,
 )
-from vexplain.core.errors import InvalidTarget, ModelLoadError
+from vexplain.core.errors import InvalidOption, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
 from vexplain.core.targets import ScoreFunction
 from vexplain.core.options import checked, integer, optional
+from vexplain.core.token_grids import token_layout
 
 from .onnx_files import external_tensors, inline_external_data, load_onnx_file, parse_onnx
 from .onnx_graph import activation_names, find_cam_head, read_metadata, with_extra_outputs
-from .onnx_tokens import graph_patch_stride, token_tensor_names
+from .onnx_tokens import default_token_tensor, graph_patch_stride, token_tensor_names
 from .onnx_outputs import OutputChoice, choose_output, class_scores, scored
 from .ort_session import make_session, run_batched
 
@@ -101,6 +102,8 @@ class OnnxAdapter(ModelAdapter):
             raise ModelLoadError(f"ONNX model '{self.name}' takes input of rank {len(shape)}; vexplain explains image models with (N, C, H, W) input")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self._channels = shape[1] if isinstance(shape[1], int) else None
+        if "input_size" not in self.metadata and all(isinstance(d, int) and d > 0 for d in shape[2:]):
+            self.metadata = {**self.metadata, "input_size": [shape[2], shape[3]]}  # the graph's fixed H, W: photos are resized to it
         self._graph: Any = None
         self.folding: str | None = None
         self._layers: list[str] | None = None
@@ -197,6 +200,23 @@ class OnnxAdapter(ModelAdapter):
         """The stride of the graph's patch embedding (``onnx_tokens``), or ``None``."""
         return None if self.model is None else graph_patch_stride(self.graph)
 
+    def layer_grids(self, sample: torch.Tensor) -> dict[str, tuple[tuple[int, ...], dict[str, Any]]]:
+        """The ``(N, T, D)`` token tensors that fit a patch grid of ``sample`` (``token_layout``),
+        with their shapes and layouts, in graph order (one run)."""
+        names = [] if self.model is None else token_tensor_names(self.graph)
+        if not names:
+            return {}
+        session = make_session(with_extra_outputs(self.graph, names), self.providers, self.threads)
+        values = run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
+        found = {}
+        for name, value in zip(names, values):
+            try:
+                layout = token_layout(tuple(value.shape), tuple(sample.shape[2:]), self.patch_stride(), name)
+            except InvalidOption:
+                continue
+            found[name] = (tuple(value.shape), layout.notes())
+        return found
+
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
         """The layers that really are 4-D maps of more than one position on ``sample``, with their shapes (one run)."""
         names = self.layers()
@@ -224,6 +244,12 @@ class OnnxAdapter(ModelAdapter):
 
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         head = self._head()
+        size = self.metadata.get("input_size")
+        if head is None and self.model is not None and token_tensor_names(self.graph) and (sample is not None or size):
+            sample = sample if sample is not None else torch.zeros((1, self.input_channels or 3, *size))
+            default = default_token_tensor(self.graph, {name: notes for name, (_, notes) in self.layer_grids(sample).items()})
+            if default is not None:
+                return default
         if head is None:
             raise self._unsupported(
                 DEFAULT_CAM_LAYER,

@@ -47,3 +47,31 @@ def token_tensor_names(model: Any) -> list[str]:
         if node.op_type in ("Constant", "ConstantOfShape", "Shape", "Size") or (inputs and all(n in constant for n in inputs)):
             constant.update(n for n in node.output if n)
     return [name for name, rank in tensor_ranks(model).items() if rank == 3 and name not in constant]
+
+
+def default_token_tensor(model: Any, grids: dict[str, dict[str, Any]]) -> str | None:
+    """The default CAM layer among the token tensors ``grids`` (name → layout notes, graph order),
+    as the torch adapter chooses it (``token_grids.default_token_layer``): the last token tensor
+    that no ``LayerNormalization`` computes (the last block's output before the final norm) when it
+    has no prefix tokens; with a class token, whose patch tokens then get no gradient, the
+    normalised input of the last attention: the nearest ``LayerNormalization`` output above the
+    graph's last ``Softmax`` (``blocks[-1].norm1`` of a pre-norm ViT). None without token tensors."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    normalised = {name for name, node in producers.items() if node.op_type == "LayerNormalization"}
+    blocks = [name for name in grids if name not in normalised]
+    if not blocks:
+        return None
+    if not grids[blocks[-1]]["prefix"]:
+        return blocks[-1]
+    softmaxes = [node for node in model.graph.node if node.op_type == "Softmax"]
+    frontier = list(softmaxes[-1].input) if softmaxes else []
+    seen: set[str] = set()
+    while frontier:  # breadth first: the nearest normalisation above the attention
+        name = frontier.pop(0)
+        if name in seen or name not in producers:
+            continue
+        seen.add(name)
+        if name in normalised and name in grids:
+            return name
+        frontier.extend(producers[name].input)
+    return blocks[-1]

@@ -58,3 +58,27 @@ def test_explicit_grid_and_typed_errors(exported):
         vx.explain(path, x, method="eigencam", layer=ONNX_LAYER, grid=(5, 5))
     with pytest.raises(UnsupportedCapability):
         vx.explain(path, x, method="attention_gradcam")
+
+
+def test_the_default_layer_is_the_one_the_torch_adapter_picks(exported):
+    """No layer=: the normalised input of the last attention (``blocks[-1].norm1``), as on torch."""
+    model, path = exported
+    x = inputs(3, seed=4)
+    on_onnx = vx.explain(path, x, method="scorecam")
+    on_torch = vx.explain(model, x, method="scorecam")
+    assert on_torch.options["layer"] == "vit.layers.1.layernorm_before"
+    assert on_onnx.options["layer"] == "/vit/layers.1/layernorm_before/LayerNormalization_output_0"
+    assert on_onnx.options["grid"] == [4, 4] and on_onnx.options["prefix"] == 1
+    assert np.abs(on_onnx.maps - on_torch.maps).max() <= 1e-5 * max(1.0, float(np.abs(on_torch.maps).max()))
+
+
+def test_vexplain_layers_lists_token_tensors_and_marks_the_default(exported, capsys):
+    from vexplain.cli.main import main
+
+    _, path = exported
+    assert main(["layers", path]) == 0  # no --size: the graph's fixed 32x32 input, not 224x224
+    lines = capsys.readouterr().out.splitlines()
+    marked = [line for line in lines if line.startswith("*")]
+    assert len(marked) == 1 and "/vit/layers.1/layernorm_before/" in marked[0] and "tokens: grid 4x4, prefix 1" in marked[0]
+    assert any(ONNX_LAYER in line and "tokens: grid 4x4, prefix 1" in line for line in lines)
+    assert vx.adapt(path).metadata["input_size"] == [32, 32]
