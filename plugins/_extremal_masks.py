@@ -33,12 +33,14 @@ class MaskGenerator:
     def __init__(self, shape: tuple[int, int], step: int, sigma: float, device: torch.device) -> None:
         self.shape, self.step, self.sigma = shape, step, sigma
         self.margin = sigma
-        self.padding, self.radius, self.shape_in, mid, up, self.shape_out = self.geometry(shape, step, sigma)
+        self.padding, self.radius, self.shape_in, self.shape_mid, self.shape_up, self.shape_out = self.geometry(shape, step, sigma)
+        mid, up = self.shape_mid, self.shape_up
         taps = torch.arange(2 * self.radius + 1, device=device)
-        self.rows, dy = self._axis(mid[0], up[0], self.shape_out[0], taps, device)
-        self.cols, dx = self._axis(mid[1], up[1], self.shape_out[1], taps, device)
+        dy = self._offsets(mid[0], up[0], self.shape_out[0], taps, device)
+        dx = self._offsets(mid[1], up[1], self.shape_out[1], taps, device)
         delta = torch.sqrt(dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2)
         self.weight = bump(delta / sigma)  # (2r+1, 2r+1, out_h, out_w)
+        self.flat_weight = self.weight.flatten(0, 1)  # taps in unfold's order (row, then column)
 
     @staticmethod
     def geometry(shape: tuple[int, int], step: int, sigma: float) -> tuple[int, int, list[int], list[int], list[int], list[int]]:
@@ -56,23 +58,24 @@ class MaskGenerator:
         _, radius, _, _, up, out = cls.geometry(shape, step, sigma)
         return 4 * (2 * radius + 1) ** 2 * out[0] * out[1] + 8 * (up[0] + up[1])
 
-    def _axis(self, mid: int, up: int, out: int, taps: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per tap and output coordinate along one axis: the index into the zero-padded parameter
-        grid (the cell nearest-upsampled from ``mid`` to ``up`` positions, plus the tap) and the
-        offset from that cell's centre, both as TorchRay computes them (float32)."""
-        positions = torch.arange(mid, dtype=torch.float32, device=device).view(1, 1, -1)
-        nearest = F.interpolate(positions, size=up, mode="nearest").view(-1)[:out].long()
+    def _offsets(self, mid: int, up: int, out: int, taps: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Per tap and output coordinate along one axis: the offset from the centre of the cell the
+        tap reads (the cell the coordinate is nearest-upsampled from, plus the tap), as TorchRay
+        computes it (float32)."""
         coordinate = torch.arange(out, dtype=torch.float32, device=device)
         scale = torch.tensor(mid, dtype=torch.float32) / torch.tensor(up, dtype=torch.float32)
         cell = torch.floor(scale.to(device) * coordinate)[None, :] + taps[:, None] - self.padding
-        offset = coordinate[None, :] - (self.margin + self.step * cell)
-        return nearest[None, :] + taps[:, None], offset
+        return coordinate[None, :] - (self.margin + self.step * cell)
 
     def generate(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mask, canvas)`` for parameters ``(B, h_in, w_in)``: ``(B, H, W)`` and ``(B, out_h, out_w)``."""
-        padded = F.pad(params, (self.padding,) * 4)
-        values = padded[:, self.rows[:, None, :, None], self.cols[None, :, None, :]] * self.weight
-        values = values.flatten(1, 2)
+        # each canvas pixel reads the (2r+1)² cells around the one it is nearest-upsampled from:
+        # unfold on the coarse grid, then upsample: the same values as an indexed gather, whose
+        # backward (an accumulating scatter) made forward + backward 1.14× slower at 64², 1.57× at 224²
+        taps = F.unfold(params[:, None], (2 * self.radius + 1,) * 2, padding=self.padding)
+        taps = taps.reshape(len(params), -1, *self.shape_mid)
+        upsampled = F.interpolate(taps, size=self.shape_up, mode="nearest")[:, :, : self.shape_out[0], : self.shape_out[1]]
+        values = upsampled * self.flat_weight
         canvas = (values * torch.softmax(COLDNESS * values, dim=1)).sum(dim=1).clamp(0, 1)
         top = round(self.margin)
         return canvas[:, top : top + self.shape[0], top : top + self.shape[1]], canvas
