@@ -46,6 +46,7 @@ import torch
 from vexplain.core.adapter import ActivationResult, ModelAdapter
 from vexplain.core.errors import InvalidOption
 from vexplain.core.explainer import Attribution, Explainer
+from vexplain.core.notices import warn
 from vexplain.core.options import Option, boolean
 from vexplain.core.postprocess import relu, upsample
 from vexplain.core.targets import TargetRequest
@@ -115,17 +116,31 @@ def minmax_last2(maps: torch.Tensor) -> torch.Tensor:
     return minmax(maps.reshape(-1, *maps.shape[-2:])).reshape(maps.shape)
 
 
+#: |cosine| between projection and channel sum below which their agreement orients nothing
+ORIENTATION_TOLERANCE = 1e-6
+
+
 def first_component_projection(activations: torch.Tensor) -> torch.Tensor:
     """``(N, h, w)``: each image's activations, as h·w points in C dimensions centred per channel,
     projected on their first principal component (the first right singular vector). Computed in
     float64. Sign: chosen so the projection correlates non-negatively with the centred channel sum
-    Σ_k A_k, i.e. the map is high where the layer is active."""
+    Σ_k A_k, i.e. the map is high where the layer is active; where they do not correlate (a
+    LayerNorm output, whose channels sum to a constant) the sign is arbitrary, and a warning says so."""
     n, c, h, w = activations.shape
     points = activations.reshape(n, c, h * w).transpose(1, 2).double()  # (N, hw, C)
     points = points - points.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(points, full_matrices=False)
     projection = points @ vh[:, 0, :, None]  # (N, hw, 1)
-    agreement = (projection[..., 0] * points.sum(dim=2)).sum(dim=1)
+    channel_sum = points.sum(dim=2)
+    agreement = (projection[..., 0] * channel_sum).sum(dim=1)
+    scale = projection[..., 0].norm(dim=1) * channel_sum.norm(dim=1)
+    undetermined = (agreement.abs() <= ORIENTATION_TOLERANCE * scale) | (channel_sum.norm(dim=1) <= ORIENTATION_TOLERANCE * points.norm(dim=(1, 2)))
+    if bool(undetermined.any()):
+        which = ", ".join(str(i) for i in undetermined.nonzero().flatten().tolist())
+        warn(
+            f"the first principal component's sign is undetermined for input(s) {which}: the projection does not correlate "
+            "with the channel sum (a normalised layer such as a LayerNorm output); the map may be negated, so compare its shape, not its sign"
+        )
     sign = torch.where(agreement < 0, -1.0, 1.0).to(projection.dtype)
     return (projection[..., 0] * sign[:, None]).reshape(n, h, w).to(activations.dtype)
 

@@ -82,3 +82,13 @@ def test_vexplain_layers_lists_token_tensors_and_marks_the_default(exported, cap
     assert len(marked) == 1 and "/vit/layers.1/layernorm_before/" in marked[0] and "tokens: grid 4x4, prefix 1" in marked[0]
     assert any(ONNX_LAYER in line and "tokens: grid 4x4, prefix 1" in line for line in lines)
     assert vx.adapt(path).metadata["input_size"] == [32, 32]
+
+
+def test_eigencam_says_when_its_sign_is_undetermined(exported):
+    """A LayerNorm with unit gain makes every token's channels sum to 0: nothing orients the
+    principal component, and ONNX and torch maps may differ in sign, so the result says so."""
+    model, path = exported
+    x = inputs(2, seed=4)
+    for exp in (vx.explain(model, x, method="eigencam", layer="vit.layers.1.layernorm_before"), vx.explain(path, x, method="eigencam")):
+        assert any("sign is undetermined" in w for w in exp.warnings), exp.warnings
+    assert vx.explain(model, x, method="eigencam", layer=TORCH_LAYER).warnings == []
