@@ -30,42 +30,45 @@ def random_init(matrix: np.ndarray, components: int, seed: int) -> tuple[np.ndar
     return w, h
 
 
-def _sweep(data: np.ndarray, factor: np.ndarray, other_t: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """One coordinate-descent pass over the columns of ``factor`` ``(B, M, k)`` for
-    ``data`` ≈ factor · other_tᵀ (``data`` ``(B, M, P)``, ``other_t`` ``(B, P, k)``), in place on the
-    ``active`` matrices; returns each matrix's summed |projected gradient| ``(B,)``."""
-    gram = other_t.transpose(0, 2, 1) @ other_t  # (B, k, k)
-    cross = data @ other_t  # (B, M, k)
-    violation = np.zeros(len(data))
-    for t in range(factor.shape[2]):
-        column = factor[:, :, t]
-        grad = (factor @ gram[:, :, t : t + 1])[:, :, 0] - cross[:, :, t]
-        projected = np.where(column == 0, np.minimum(grad, 0.0), grad)
-        violation += np.abs(projected).sum(axis=1)
-        hess = gram[:, t, t][:, None]
-        safe = np.where(hess != 0, hess, 1.0)
-        updated = np.where(hess != 0, np.maximum(column - grad / safe, 0.0), column)
-        factor[:, :, t] = np.where(active[:, None], updated, column)
+def _sweep(data: np.ndarray, factor: np.ndarray, other: np.ndarray) -> float:
+    """One coordinate-descent pass over the rows of ``factor`` ``(k, M)`` for
+    ``data`` ≈ factorᵀ · other (``data`` ``(M, P)``, ``other`` ``(k, P)``), in place; returns the
+    summed |projected gradient|. Each component is a contiguous row and every call is a
+    two-dimensional NumPy call: their per-call cost is what a sweep of a few small components
+    spends its time on."""
+    gram = other @ other.T  # (k, k)
+    cross = other @ data.T  # (k, M)
+    violation = 0.0
+    for t in range(len(factor)):
+        row = factor[t]
+        grad = gram[t] @ factor - cross[t]
+        violation += float(np.abs(np.where(row == 0, np.minimum(grad, 0.0), grad)).sum())
+        hess = float(gram[t, t])
+        if hess != 0:
+            np.maximum(row - grad / hess, 0.0, out=row)
     return violation
+
+
+def _factorise(matrix: np.ndarray, components: int, max_iter: int, tol: float, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """W ``(M, k)``, H ``(k, P)`` and the iterations run, for one ``(M, P)`` matrix."""
+    w, h = random_init(matrix, components, seed)
+    w_t = np.ascontiguousarray(w.T)  # (k, M)
+    matrix_t = np.ascontiguousarray(matrix.T)
+    first = 0.0
+    for step in range(1, max_iter + 1):
+        violation = _sweep(matrix, w_t, h) + _sweep(matrix_t, h, w_t)
+        if step == 1:
+            first = violation
+        if first == 0 or violation <= tol * first:
+            break
+    return np.ascontiguousarray(w_t.T), h, step
 
 
 def nmf(matrices: torch.Tensor, components: int, max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """W ``(B, M, k)``, H ``(B, k, P)`` (float64, on the CPU) and the iterations each matrix ran
     ``(B,)`` for ``matrices`` ``(B, M, P)`` ≥ 0 (see the module docstring)."""
     data = matrices.detach().to("cpu", torch.float64).numpy()
-    inits = [random_init(matrix, components, seed) for matrix in data]
-    w = np.stack([pair[0] for pair in inits])
-    h_t = np.ascontiguousarray(np.stack([pair[1].T for pair in inits]))  # (B, P, k)
-    data_t = np.ascontiguousarray(data.transpose(0, 2, 1))
-    active = np.ones(len(data), dtype=bool)
-    first = np.zeros(len(data))
-    iterations = np.zeros(len(data), dtype=np.int64)
-    for step in range(1, max_iter + 1):
-        violation = _sweep(data, w, h_t, active) + _sweep(data_t, h_t, w, active)
-        iterations[active] = step
-        if step == 1:
-            first = violation
-        active &= ~((first == 0) | (violation <= tol * first))
-        if not active.any():
-            break
-    return torch.from_numpy(w), torch.from_numpy(np.ascontiguousarray(h_t.transpose(0, 2, 1))), torch.from_numpy(iterations)
+    results = [_factorise(np.ascontiguousarray(matrix), components, max_iter, tol, seed) for matrix in data]
+    w = np.stack([result[0] for result in results])
+    h = np.stack([result[1] for result in results])
+    return torch.from_numpy(w), torch.from_numpy(h), torch.tensor([result[2] for result in results], dtype=torch.int64)
