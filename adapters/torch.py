@@ -8,7 +8,6 @@ taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched.
 from __future__ import annotations
 
 import copy
-import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +21,6 @@ from vexplain.core.adapter import (
     ATTENTION,
     BIAS_GRADIENTS,
     CLASSIFIER_WEIGHTS,
-    DEFAULT_CAM_LAYER,
     FORWARD,
     GRADIENTS,
     GUIDED_GRADIENTS,
@@ -43,17 +41,12 @@ from vexplain.core.options import checked, integer
 from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
 
 from .torch_attention import capture_attentions, has_attention
-from .torch_layers import feature_map_shapes
-from .token_grids import default_token_layer, find_patch_stride, grid_layers
+from .torch_layer_discovery import TorchLayerDiscovery
 from .torch_outputs import on_output, producing_linear, select_output
 from .torch_errors import call_error, parameter_dtype
 from . import torch_occlusion
 from .torch_eval import eval_mode
 from .torch_loading import build_from_factory, is_factory_spec, load_model_file
-
-
-#: default CAM layer per model, input shape and module structure (it does not depend on the weights)
-_DEFAULT_LAYERS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
 class _Capture:
@@ -89,7 +82,7 @@ def _differentiable(scores: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-class TorchAdapter(ModelAdapter):
+class TorchAdapter(TorchLayerDiscovery, ModelAdapter):
     """An ``nn.Module`` (TorchScript included), kept on its device.
 
     ``batch_size`` (default 64) bounds each forward/backward. ``output`` (an index or name)
@@ -464,68 +457,6 @@ class TorchAdapter(ModelAdapter):
         if linear is None:
             raise self._unsupported(CLASSIFIER_WEIGHTS, "the explained output is not computed by an nn.Linear (CAM needs pooling followed by a linear classifier)")
         return linear.weight.detach().float()
-
-    def _sample(self, sample: torch.Tensor | None, capability: str) -> torch.Tensor:
-        """``sample``, or zeros of the metadata's input size to trace shapes with."""
-        if sample is not None:
-            return sample
-        size = self.metadata.get("input_size")
-        if not size:
-            raise self._unsupported(capability, "give a sample input to trace the model with")
-        return torch.zeros((1, self.metadata.get("channels", 3), *size))
-
-    def layers(self) -> list[str]:
-        return [name for name, _ in self.model.named_modules() if name]
-
-    def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with its shape (one hooked pass)."""
-        if ACTIVATIONS not in self.capabilities:
-            return {}
-        shapes = self._feature_maps(sample[:1].to(self.device))
-        return {name: shapes[name] for name in self.layers() if name in shapes}
-
-    def patch_stride(self) -> tuple[int, int] | None:
-        return find_patch_stride(self.model) if ACTIVATIONS in self.capabilities else None
-
-    def layer_grids(self, sample: torch.Tensor) -> dict[str, tuple[tuple[int, ...], dict[str, Any]]]:
-        """Token-grid and channels-last layers on ``sample`` (``token_grids.grid_layers``), in ``layers()`` order."""
-        if ACTIVATIONS not in self.capabilities:
-            return {}
-        sample = sample[:1].to(self.device)
-        with eval_mode(self.model), torch.no_grad():
-            found = grid_layers(self.model, lambda: self._call(sample), 1, tuple(sample.shape[2:]))
-        return {name: found[name] for name in self.layers() if name in found and found[name][1]}
-
-    def _feature_maps(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        with eval_mode(self.model), torch.no_grad():
-            return feature_map_shapes(self.model, lambda: self._call(sample))
-
-    def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
-        """The outermost module whose output is the last 4-D activation with more than one pixel.
-
-        Found by one hooked forward pass on ``sample`` (or zeros of the metadata's input size);
-        cached per input shape. For ``nn.Sequential`` feature stacks this is the stack itself,
-        for ResNets the last residual stage.
-        """
-        if ACTIVATIONS not in self.capabilities:
-            raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")
-        sample = self._sample(sample, ACTIVATIONS)
-        known = _DEFAULT_LAYERS.setdefault(self.model, {})
-        key = (tuple(sample.shape[1:]), tuple((n, type(m)) for n, m in self.model.named_modules()))
-        if key not in known:
-            known[key] = self._find_last_spatial(sample[:1].to(self.device))
-        return known[key]
-
-    def _find_last_spatial(self, sample: torch.Tensor) -> str:
-        with eval_mode(self.model), torch.no_grad():
-            grids = grid_layers(self.model, lambda: self._call(sample), len(sample), tuple(sample.shape[2:]))
-        token_default = default_token_layer(self.model, grids)
-        if token_default is not None:
-            return token_default
-        found = list(self._feature_maps(sample))
-        if not found:
-            raise self._unsupported(DEFAULT_CAM_LAYER, "no layer outputs a 4-D feature map with more than one pixel; pass layer=")
-        return found[-1]
 
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".jit", ".pkl", ".bin")
