@@ -107,6 +107,8 @@ class OnnxAdapter(ModelAdapter):
         self._graph: Any = None
         self.folding: str | None = None
         self._layers: list[str] | None = None
+        self._tokens: list[str] | None = None
+        self._token_defaults: dict[tuple[int, ...], str | None] = {}  # default token layer per input shape
         self._heads: dict[str | None, Any] = {}
         self._extended: dict[tuple, Any] = {}
         self._tails: dict[tuple, Any] = {}
@@ -193,7 +195,7 @@ class OnnxAdapter(ModelAdapter):
         when the graph has a patch embedding, its ``(N, T, D)`` token tensors (``onnx_tokens``)."""
         with self._cache_lock:
             if self._layers is None:
-                self._layers = [] if self.model is None else activation_names(self.graph) + token_tensor_names(self.graph)
+                self._layers = [] if self.model is None else activation_names(self.graph) + self._token_names()
         return self._layers
 
     def patch_stride(self) -> tuple[int, int] | None:
@@ -203,15 +205,13 @@ class OnnxAdapter(ModelAdapter):
     def layer_grids(self, sample: torch.Tensor) -> dict[str, tuple[tuple[int, ...], dict[str, Any]]]:
         """The ``(N, T, D)`` token tensors that fit a patch grid of ``sample`` (``token_layout``),
         with their shapes and layouts, in graph order (one run)."""
-        names = [] if self.model is None else token_tensor_names(self.graph)
+        names = self._token_names()
         if not names:
             return {}
-        session = make_session(with_extra_outputs(self.graph, names), self.providers, self.threads)
-        values = run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
-        found = {}
-        for name, value in zip(names, values):
+        stride, found = self.patch_stride(), {}
+        for name, value in zip(names, self._values_at(names, sample)):
             try:
-                layout = token_layout(tuple(value.shape), tuple(sample.shape[2:]), self.patch_stride(), name)
+                layout = token_layout(tuple(value.shape), tuple(sample.shape[2:]), stride, name)
             except InvalidOption:
                 continue
             found[name] = (tuple(value.shape), layout.notes())
@@ -222,9 +222,19 @@ class OnnxAdapter(ModelAdapter):
         names = self.layers()
         if not names:
             return {}
+        return {name: tuple(v.shape) for name, v in zip(names, self._values_at(names, sample)) if v.dim() == 4 and v.shape[2] * v.shape[3] > 1}
+
+    def _values_at(self, names: list[str], sample: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors ``names`` of the graph on ``sample[:1]`` (one run of a session that outputs them)."""
         session = make_session(with_extra_outputs(self.graph, names), self.providers, self.threads)
-        values = run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
-        return {name: tuple(v.shape) for name, v in zip(names, values) if v.dim() == 4 and v.shape[2] * v.shape[3] > 1}
+        return run_batched(session, self.input_name, names, sample[:1], 1, self.fixed_batch)
+
+    def _token_names(self) -> list[str]:
+        """The graph's ``(N, T, D)`` token tensors (``onnx_tokens``), read once."""
+        with self._cache_lock:
+            if self._tokens is None:
+                self._tokens = [] if self.model is None else token_tensor_names(self.graph)
+        return self._tokens
 
     def _head(self) -> Any:
         explained = None if self._score_function is not None else self.choice.scores_tensor
@@ -245,9 +255,8 @@ class OnnxAdapter(ModelAdapter):
     def default_cam_layer(self, sample: torch.Tensor | None = None) -> str:
         head = self._head()
         size = self.metadata.get("input_size")
-        if head is None and self.model is not None and token_tensor_names(self.graph) and (sample is not None or size):
-            sample = sample if sample is not None else torch.zeros((1, self.input_channels or 3, *size))
-            default = default_token_tensor(self.graph, {name: notes for name, (_, notes) in self.layer_grids(sample).items()})
+        if head is None and self._token_names() and (sample is not None or size):
+            default = self._default_token_layer(sample if sample is not None else torch.zeros((1, self.input_channels or 3, *size)))
             if default is not None:
                 return default
         if head is None:
@@ -256,6 +265,15 @@ class OnnxAdapter(ModelAdapter):
                 "no GlobalAveragePool (or ReduceMean over H, W) feeding a Gemm/MatMul that computes the explained output; pass layer= a name from `vexplain layers MODEL`",
             )
         return head[0]
+
+    def _default_token_layer(self, sample: torch.Tensor) -> str | None:
+        """``default_token_tensor`` on the token grids of ``sample``, cached per input shape."""
+        key = tuple(sample.shape[1:])
+        with self._cache_lock:
+            if key not in self._token_defaults:
+                grids = {name: notes for name, (_, notes) in self.layer_grids(sample).items()}
+                self._token_defaults[key] = default_token_tensor(self.graph, grids)
+            return self._token_defaults[key]
 
     def classifier_weights(self, sample: torch.Tensor | None = None) -> torch.Tensor:
         if self._score_function is not None:
