@@ -133,8 +133,8 @@ def first_component_projection(activations: torch.Tensor) -> torch.Tensor:
     projection = points @ vh[:, 0, :, None]  # (N, hw, 1)
     channel_sum = points.sum(dim=2)
     agreement = (projection[..., 0] * channel_sum).sum(dim=1)
-    scale = projection[..., 0].norm(dim=1) * channel_sum.norm(dim=1)
-    undetermined = (agreement.abs() <= ORIENTATION_TOLERANCE * scale) | (channel_sum.norm(dim=1) <= ORIENTATION_TOLERANCE * points.norm(dim=(1, 2)))
+    sum_norm = channel_sum.norm(dim=1)
+    undetermined = (agreement.abs() <= ORIENTATION_TOLERANCE * projection[..., 0].norm(dim=1) * sum_norm) | (sum_norm <= ORIENTATION_TOLERANCE * points.norm(dim=(1, 2)))
     if bool(undetermined.any()):
         which = ", ".join(str(i) for i in undetermined.nonzero().flatten().tolist())
         warn(

@@ -71,6 +71,14 @@ def guided_step(
     return None
 
 
+def path_error(step: int, steps: int, rows: list[int], problem: str, baseline: float, images: torch.Tensor) -> InvalidInput:
+    """The one-line error for a guided path that cannot go on (a baseline far off the inputs' scale)."""
+    return InvalidInput(
+        f"method 'guided_ig' failed at step {step + 1} of {steps} of its path for input(s) {', '.join(map(str, rows))}: {problem} "
+        f"(baseline {baseline:g}, largest |input| {float(images.abs().max()):.3g}); give a baseline on the inputs' scale"
+    )
+
+
 class GuidedIG(Explainer):
     """attributions = Σ_steps Σ_moves (x_new − x_old) ⊙ ∂y_t/∂x(x_step) ``(N, C, H, W)`` along the
     guided path from a constant baseline b to x: at each of ``steps`` steps the gradient is taken
@@ -114,15 +122,12 @@ class GuidedIG(Explainer):
             for start in range(0, len(moving), batch_size):
                 rows = torch.tensor(moving[start : start + batch_size], device=inputs.device)
                 grads = adapter.gradients(points[rows].to(inputs.dtype), request_for(chosen[rows]), batch_size=len(rows)).gradients
-                finite = bool(torch.isfinite(grads).all())
+                if not bool(torch.isfinite(grads).all()):
+                    raise path_error(step, steps, rows.tolist(), "the gradients are NaN or infinite", options["baseline"], images)
                 for row, grad in zip(rows.tolist(), grads.to(inputs.device).double()):
-                    gained = guided_step(points[row], grad, images[row], baseline, step, steps, fraction, max_dist) if finite else None
+                    gained = guided_step(points[row], grad, images[row], baseline, step, steps, fraction, max_dist)
                     if gained is None:
-                        problem = "the gradients are NaN or infinite" if not finite else "rounding kept its L1 target out of reach"
-                        raise InvalidInput(
-                            f"method 'guided_ig' failed at step {step + 1} of {steps} of its path for input {row}: {problem} "
-                            f"(baseline {options['baseline']:g}, largest |input| {float(images.abs().max()):.3g}); give a baseline on the inputs' scale"
-                        )
+                        raise path_error(step, steps, [row], "rounding kept its L1 target out of reach", options["baseline"], images)
                     total[row] += gained
         values = total.to(inputs.dtype)
         start_scores = adapter.forward(baseline[None].to(inputs.dtype)).to(inputs.device).expand(len(inputs), -1)

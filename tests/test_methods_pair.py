@@ -273,3 +273,10 @@ def test_xrai_leaves_the_model_alone(model):
     before = snapshot(model)
     vx.explain(model, images(1, size=16), method="xrai", steps=4)
     assert_untouched(model, before)
+
+
+def test_guided_ig_with_a_baseline_far_off_the_inputs_scale_is_a_one_line_input_error():
+    x = images(1, size=8, seed=3)
+    with pytest.raises(vx.InvalidInput, match=r"method 'guided_ig' failed at step \d+ of 20 .*input\(s\) 0: .*baseline 1e\+09.*give a baseline on the inputs' scale") as caught:
+        vx.explain(seeded_cnn(seed=0, width=4), x, method="guided_ig", baseline=1e9, steps=20)
+    assert "\n" not in str(caught.value)
