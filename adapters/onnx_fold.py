@@ -26,8 +26,6 @@ from typing import Any
 _CACHE: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
 _CACHE_SIZE = 4
 _LOCK = threading.Lock()
-#: onnxslim keeps per-run settings in module globals: two graphs folded at once can mix
-_FOLDING = threading.Lock()
 
 
 def graph_digest(data: bytes) -> str:
@@ -44,8 +42,7 @@ def folded(model: Any, data: bytes | None = None) -> tuple[Any, str]:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key], "cached"
-    with _FOLDING:
-        result, how = fold_with_onnxslim(model)
+    result, how = fold_with_onnxslim(model)
     if result is None:
         return model, f"unfolded: {how}"
     with _LOCK:
