@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from vexplain.core.concurrency import GLOBAL_RNG
+
 # --------------------------------------------------------------------------------------------
 # Hand-weighted CAM model: 1x4x4 input -> conv 2x2 stride 2 (2 channels, no bias) -> ReLU
 # -> global average pool -> Linear(2 -> 3).
@@ -91,8 +93,9 @@ class SmallCNN(nn.Module):
 
 def seeded_cnn(seed: int = 0, channels: int = 3, classes: int = 5, width: int = 8) -> SmallCNN:
     """A ``SmallCNN`` with weights drawn from ``seed``, in eval mode (also a factory: ``models:seeded_cnn``)."""
-    torch.manual_seed(seed)
-    model = SmallCNN(channels, classes, width).eval()
+    with GLOBAL_RNG:  # seeding and drawing from torch's global generator: threads building models at once would interleave
+        torch.manual_seed(seed)
+        model = SmallCNN(channels, classes, width).eval()
     # Calibrate the bias so that no class wins on every input: scores become W (g - mean g) for
     # pooled features g, and the top class varies between inputs.
     with torch.no_grad():
