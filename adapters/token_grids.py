@@ -36,10 +36,9 @@ def grid_layers(
     """``{name: (output shape, layout notes)}`` for every named module whose output during
     ``run()`` (``count`` inputs) is a token grid, a channels-last map that fits a patch grid of
     the input (notes: grid, prefix, layout) or a channels-first map (notes empty), ordered by
-    when each last ran. Empty without a patch embedding."""
+    when each last ran. Without a patch embedding, token grids are inferred from their count alone
+    (``core.token_grids.count_grids``) and channels-last maps are not recognised."""
     stride = find_patch_stride(model)
-    if stride is None:
-        return {}
     found: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
 
     def make_hook(name: str):

@@ -1,5 +1,6 @@
 """The pointing game (Zhang et al. 2016, vexplain's ``pointing_game`` metric) of every method that
-runs on a tiny ViT trained on the demo scenes (``demo/train_vit.py``), beside the centre baseline.
+runs on a tiny ViT trained on the demo scenes (``demo/train_vit.py``, the hybrid by default), beside
+the centre baseline.
 
 Trains the ViT (fixed seed, weights in a temporary folder unless ``--weights`` names a state dict
 written by ``demo/train_vit.py``), then explains ``--images`` held-out scenes (their true class as
@@ -7,7 +8,7 @@ the target) with every registered method whose required capabilities the model's
 (read from the registry, never a hand-kept list), and scores each with ``vx.evaluate`` against the
 scene's object box. Prints the hit rate per method, sorted, with the seconds each took.
 
-    python benchmarks/measure_vit_pointing.py [--images 200] [--epochs 8] [--train 4000] [--weights PATH] [--json PATH]
+    python benchmarks/measure_vit_pointing.py [--arch hybrid] [--images 200] [--epochs 10] [--train 6000] [--weights PATH] [--json PATH]
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ import vexplain as vx
 from vexplain.demo.model import preprocess
 from vexplain.demo.scenes import generate_dataset
 from vexplain.demo.train import HELDOUT_SEED_OFFSET, channel_stats
-from vexplain.demo.train_vit import INPUT_SIZE, DemoViT, train
+from vexplain.demo.train_vit import ARCHITECTURES, INPUT_SIZE, load, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="hybrid", help="model (default %(default)s)")
     parser.add_argument("--images", type=int, default=200, help="held-out scenes scored (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train", type=int, default=4000, help="training scenes (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train", type=int, default=6000, help="training scenes (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", type=Path, help="a demo_vit.pt state dict (skips training; same --train/--seed for the statistics)")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this path")
@@ -38,11 +40,9 @@ def main() -> None:
     x_u8, _, _ = generate_dataset(args.train, args.seed, INPUT_SIZE)
     mean, std = channel_stats(x_u8)
     if args.weights:
-        model = DemoViT()
-        model.load_state_dict(torch.load(args.weights, weights_only=True))
-        model.eval()
+        model = load(args.weights, args.arch)
     else:
-        model, _ = train(Path(tempfile.mkdtemp(prefix="demo_vit_")), args.epochs, args.seed, args.train)
+        model, _ = train(Path(tempfile.mkdtemp(prefix="demo_vit_")), args.epochs, args.seed, args.train, arch=args.arch)
     images, labels, boxes = generate_dataset(args.images, args.seed + HELDOUT_SEED_OFFSET + 1, INPUT_SIZE)
     x = torch.from_numpy(preprocess(images, mean, std))
     with torch.no_grad():

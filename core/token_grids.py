@@ -8,8 +8,15 @@ input of size ``H × W`` the candidate grids are ``(⌈H/sh/2^k⌉, ⌈W/sw/2^k�
 distillation, register tokens) followed by a row-major ``h × w`` patch grid: at k = 0 the prefix is
 ``T − h·w`` (0 ≤ prefix ≤ h·w); after merging (k > 0) there is no prefix. A 4-D output
 ``(N, A, B, C)`` is channels-last when ``(A, B)`` is a candidate grid and ``(B, C)`` is not;
-otherwise it is the usual channels-first map. ``grid=(h, w)`` and ``prefix=k`` override the
-inference; a case that fits no candidate, or several, is ``InvalidOption`` naming the option to set.
+otherwise it is the usual channels-first map.
+
+When no candidate fits, or the model has no such convolution (a ViT embedding patches with a
+``Linear``), the grid comes from the token count: the grids ``(⌈H/s⌉, ⌈W/s⌉)`` and
+``(⌊H/s⌋, ⌊W/s⌋)`` for every *effective stride* s that is a multiple of the patch stride (any
+integer without one) whose prefix ``T − h·w`` is at most :data:`MAX_INFERRED_PREFIX` and under half
+the grid. This covers hybrids, whose patch embedding runs on a CNN's downsampled map (ViT-hybrid:
+effective stride = the CNN's stride × the embedding's). ``grid=(h, w)`` and ``prefix=k`` override
+the inference; a case that fits no grid, or several, is ``InvalidOption`` naming the option to set.
 """
 from __future__ import annotations
 
@@ -24,6 +31,10 @@ from .errors import InvalidOption
 TOKENS = "tokens"
 CHANNELS_LAST = "channels_last"
 CHANNELS_FIRST = "channels_first"
+
+#: the most prefix tokens a grid inferred from the token count alone may have (class, distillation
+#: and register tokens: DeiT has 2, DINOv2 with registers 5)
+MAX_INFERRED_PREFIX = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,22 @@ def candidate_grids(input_size: tuple[int, int], patch_stride: tuple[int, int] |
     return grids
 
 
+def count_grids(tokens: int, input_size: tuple[int, int], patch_stride: tuple[int, int] | None, prefix: int | None = None) -> list[tuple[int, int]]:
+    """The grids ``tokens`` fit by their count (see the module docstring), largest first: one per
+    distinct grid of an effective stride that is a multiple of ``patch_stride`` (or any stride)."""
+    base = patch_stride or (1, 1)
+    found: list[tuple[int, int]] = []
+    for multiple in range(1, max(input_size) // min(base) + 1):
+        sh, sw = base[0] * multiple, base[1] * multiple
+        for grid in ((math.ceil(input_size[0] / sh), math.ceil(input_size[1] / sw)), (input_size[0] // sh, input_size[1] // sw)):
+            cells = grid[0] * grid[1]
+            rest = tokens - cells
+            fits = rest == prefix if prefix is not None else 0 <= rest <= MAX_INFERRED_PREFIX and 2 * rest < cells
+            if cells > 1 and fits and grid not in found:
+                found.append(grid)
+    return found
+
+
 def grid_option(value: Any) -> tuple[int, int] | None:
     """``None``, or ``(h, w)`` from a pair of positive ints or a string ``"h,w"`` / ``"hxw"``."""
     if value is None:
@@ -113,16 +140,17 @@ def token_layout(
             raise InvalidOption(f"layer '{layer}' has {tokens} tokens, which a grid {grid} with prefix {chosen} does not fit; set grid=(h, w) and prefix=k with prefix + h*w = {tokens}")
         return TokenLayout(TOKENS, grid, chosen)
     where = f"the input ({input_size[0]}x{input_size[1]})"
-    if patch_stride is None:
-        raise InvalidOption(f"layer '{layer}' outputs {tokens} tokens and the model has no patch embedding (a Conv2d with stride = kernel size) to infer their grid from; set grid=(h, w) (and prefix=k)")
     fits = []
     for k, candidate in enumerate(candidate_grids(input_size, patch_stride)):
         rest = tokens - candidate[0] * candidate[1]
         if (prefix is None and (rest == 0 or (k == 0 and 0 < rest <= candidate[0] * candidate[1]))) or rest == prefix:
             fits.append(TokenLayout(TOKENS, candidate, rest))
     if not fits:
+        fits = [TokenLayout(TOKENS, g, tokens - g[0] * g[1]) for g in count_grids(tokens, input_size, patch_stride, prefix)]
+    if not fits:
+        stride = f"patch stride {patch_stride} or a multiple of it" if patch_stride else "any stride (the model has no patch embedding, a Conv2d with stride = kernel size)"
         raise InvalidOption(
-            f"layer '{layer}' outputs {tokens} tokens, which fit no patch grid of {where} with patch stride {patch_stride}; set grid=(h, w) and prefix=k"
+            f"layer '{layer}' outputs {tokens} tokens, which fit no patch grid of {where} with {stride}; set grid=(h, w) and prefix=k"
         )
     if len(fits) > 1:
         listed = ", ".join(f"grid={f.grid} prefix={f.prefix}" for f in fits)

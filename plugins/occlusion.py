@@ -44,9 +44,10 @@ class Occlusion(Explainer):
 
     Defaults: ``window`` = min(H, W) // 8 (at least 1) square, ``stride`` = window // 2 (at least
     1); ``window="patch"`` occludes one patch of a vision transformer at a time: window and (unless
-    given) stride = the patch size, the stride of the model's patch embedding (as token grids infer
-    it), recorded as ``exp.options["window"]`` with ``window_from="patch"``; a model without a patch
-    embedding is an ``InvalidOption``. ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
+    given) stride = the patch size, the input size over the first token grid the model computes
+    (the patch embedding's stride for a plain ViT, Swin or ConvNeXt; for a hybrid, whose embedding
+    runs on a CNN's map, the CNN's stride times it), recorded as ``exp.options["window"]`` with
+    ``window_from="patch"``; a model without a token grid or patch embedding is an ``InvalidOption``. ``baseline`` = 0.0 (the mean after normalisation), ``batch_size`` derived from
     ``memory_mb`` (default 1024 on the CPU; on a GPU a quarter of its free memory, at most 16 GB),
     ``engine`` = "auto", ``precision`` = "fp32". Windows run every ``stride`` pixels plus one flush
     with the far edge when the stride does not reach it, so every pixel is covered; where (H − h)
@@ -98,7 +99,7 @@ class Occlusion(Explainer):
 
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         height, width = inputs.shape[2:]
-        window = _patch_window(adapter) if options["window"] == "patch" else options["window"] or (max(1, min(height, width) // 8),) * 2
+        window = _patch_window(adapter, inputs) if options["window"] == "patch" else options["window"] or (max(1, min(height, width) // 8),) * 2
         stride = options["stride"] or (window if options["window"] == "patch" else (max(1, window[0] // 2), max(1, window[1] // 2)))
         if window[0] > height or window[1] > width:
             raise InvalidOption(f"occlusion window {window} is larger than the image ({height}, {width}); use a window at most that size")
@@ -168,9 +169,12 @@ class Occlusion(Explainer):
         return Attribution(maps=maps, scores=torch.stack(scores), targets=torch.stack(chosen), notes=notes)
 
 
-def _patch_window(adapter: ModelAdapter) -> tuple[int, int]:
-    """The model's patch size (its patch embedding's stride) for ``window="patch"``."""
-    patch = adapter.patch_stride()
+def _patch_window(adapter: ModelAdapter, inputs: torch.Tensor) -> tuple[int, int]:
+    """The model's patch size for ``window="patch"``: the input over its first token grid (one traced
+    sample), else its patch embedding's stride."""
+    height, width = inputs.shape[2:]
+    grids = [notes["grid"] for _, notes in adapter.layer_grids(inputs[:1]).values() if notes.get("grid")]
+    patch = (math.ceil(height / grids[0][0]), math.ceil(width / grids[0][1])) if grids else adapter.patch_stride()
     if patch is None:
         raise InvalidOption(
             f"occlusion window='patch' needs a model with a patch embedding (a Conv2d whose stride equals its kernel, > 1), "

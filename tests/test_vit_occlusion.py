@@ -1,5 +1,5 @@
-"""Occlusion's ``window="patch"``: one ViT patch at a time (window = stride = the patch embedding's
-stride), equal to a hand computation and to the explicit window; typed errors without a patch grid."""
+"""Occlusion's ``window="patch"``: one ViT patch at a time (window = stride = the input over the
+first token grid), equal to a hand computation and to the explicit window; typed errors without a patch grid."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 import vexplain as vx
 from vexplain.core.errors import InvalidOption
 
-from vit_models import hf_vit, inputs, plain_vit
+from vit_models import hf_vit, hybrid_vit, inputs, plain_vit
 
 
 def hand_patch_occlusion(model, x, target, patch=8):
@@ -25,8 +25,10 @@ def hand_patch_occlusion(model, x, target, patch=8):
     return out
 
 
-@pytest.mark.parametrize("factory", [hf_vit, plain_vit])
+@pytest.mark.parametrize("factory", [hf_vit, plain_vit, hybrid_vit, lambda: plain_vit(conv_patches=False)])
 def test_patch_window_equals_hand_computation(factory):
+    """A hybrid's patch is its effective stride (a stride-2 embedding on a stride-4 stem: 8), a
+    Linear embedding's the input over its token grid."""
     model, x = factory(), inputs(1, seed=3)
     exp = vx.explain(model, x, method="occlusion", window="patch", targets=2)
     assert exp.options["window"] == (8, 8) and exp.options["stride"] == (8, 8) and exp.options["window_from"] == "patch"

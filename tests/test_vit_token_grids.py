@@ -9,12 +9,12 @@ import torch
 
 import vexplain as vx
 from vexplain.core.registry import REGISTRY
-from vexplain.core.token_grids import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, TokenLayout, token_layout
+from vexplain.core.token_grids import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, TokenLayout, count_grids, token_layout
 from vexplain.plugins.cam_base import CamExplainer
 
 from gradcam_reference import grad_cam
 from models import close
-from vit_models import hf_convnext, hf_deit, hf_swin, hf_vit, inputs, plain_vit
+from vit_models import hf_convnext, hf_deit, hf_swin, hf_vit, hybrid_vit, inputs, plain_vit
 
 
 def cam_methods() -> list[str]:
@@ -63,14 +63,36 @@ def test_misfits_are_typed_errors_naming_the_option(shape, grid, prefix, option)
         token_layout(shape, (32, 32), (8, 8), "blocks.1", grid, prefix)
 
 
-def test_no_patch_embedding_asks_for_grid():
-    """A ViT embedding patches with a Linear has no stride to infer from: the error names grid=, and grid= then works."""
+def test_grid_from_the_token_count_by_hand():
+    """Without a fitting patch stride the grid comes from the count: ViT-B/16 at 224 (196 + class
+    token), DINOv2 with 4 registers (256 + 5), a hybrid whose embedding stride 2 runs on a stride-4
+    CNN (effective stride 8); strides that are no multiple of the embedding's do not count."""
+    assert token_layout((1, 197, 8), (224, 224), None, "l") == TokenLayout(TOKENS, (14, 14), 1)
+    assert token_layout((1, 261, 8), (224, 224), None, "l") == TokenLayout(TOKENS, (16, 16), 5)
+    assert token_layout((1, 141, 8), (224, 160), None, "l") == TokenLayout(TOKENS, (14, 10), 1)
+    assert token_layout((1, 65, 8), (64, 64), (2, 2), "l") == TokenLayout(TOKENS, (8, 8), 1)
+    assert count_grids(17, (32, 32), None) == [(4, 4)]  # 3x3 + 8 prefix tokens: more prefix than half the grid
+    assert count_grids(40, (32, 32), (8, 8)) == []  # 6x6 + 4 needs stride 6, no multiple of 8
+    assert count_grids(40, (32, 32), None) == [(6, 6)]
+    assert count_grids(30, (32, 32), None, prefix=5) == [(5, 5)]
+
+
+def test_grid_from_the_token_count_when_ambiguous_asks_for_grid():
+    """24 tokens on a 64x48 input: a 6x4 grid or a 5x4 grid with 4 prefix tokens."""
+    with pytest.raises(vx.InvalidOption, match=r"several grids.*set grid=\(h, w\)"):
+        token_layout((1, 24, 8), (64, 48), None, "blocks.0")
+    assert token_layout((1, 24, 8), (64, 48), None, "blocks.0", grid=(5, 4)) == TokenLayout(TOKENS, (5, 4), 4)
+
+
+def test_no_patch_embedding_reads_the_grid_from_the_token_count():
+    """A ViT embedding patches with a Linear has no stride: 17 tokens of a 32x32 input are a 4x4
+    grid and a class token, the maps equal the explicit grid=(4, 4), and a misfit override is an error."""
     model, x = plain_vit(conv_patches=False), inputs(2)
-    with pytest.raises(vx.InvalidOption, match=r"set grid=\(h, w\)"):
-        vx.explain(model, x, method="gradcam", layer="blocks.1.norm1")
+    inferred = vx.explain(model, x, method="gradcam", layer="blocks.1.norm1")
+    assert (inferred.options["grid"], inferred.options["prefix"], inferred.options["layout"]) == ([4, 4], 1, "tokens")
     exp = vx.explain(model, x, method="gradcam", layer="blocks.1.norm1", grid=(4, 4))
-    assert (exp.options["grid"], exp.options["prefix"], exp.options["layout"]) == ([4, 4], 1, "tokens")
     assert exp.layer_maps.shape == (2, 4, 4)
+    close(inferred.layer_maps, exp.layer_maps, atol=0)
     with pytest.raises(vx.InvalidOption, match="grid"):
         vx.explain(model, x, method="gradcam", layer="blocks.1.norm1", grid="4,4", prefix=2)
 
@@ -82,6 +104,8 @@ DEFAULTS = [
     (hf_deit, "deit.layers.1.layernorm_before", [4, 4], 2),
     (hf_swin, "swin.encoder.layers.1", [4, 4], 0),
     (plain_vit, "blocks.1.norm1", [4, 4], 1),
+    (hybrid_vit, "blocks.1.norm1", [4, 4], 1),
+    (lambda: plain_vit(conv_patches=False), "blocks.1.norm1", [4, 4], 1),
 ]
 
 
@@ -123,7 +147,7 @@ def test_convnext_channels_last_layer():
 
 
 @pytest.mark.parametrize("method", cam_methods() + ["guided_gradcam"])
-@pytest.mark.parametrize("build", [hf_vit, plain_vit, hf_swin, hf_deit])
+@pytest.mark.parametrize("build", [hf_vit, plain_vit, hf_swin, hf_deit, hybrid_vit])
 def test_every_cam_method_without_wrapper_or_layer(build, method):
     model, x = build(), inputs(2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -172,6 +196,7 @@ def reshape(prefix: int, grid: tuple[int, int]):
     (hf_deit, "deit.layers.1.layernorm_before", 2),
     (hf_swin, "swin.layernorm", 0),
     (plain_vit, "blocks.1.norm1", 1),
+    (hybrid_vit, "blocks.1.norm1", 1),
 ])
 def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(build, layer, prefix):
     """Their hand-written ViT/Swin reshape_transform on the same layer: the same maps within 1e-5."""

@@ -62,12 +62,16 @@ Block = ViTBlock  # the pre-norm block of the demo ViT (vexplain/demo/train_vit.
 
 class TinyViT(nn.Module):
     """Conv patch embedding (8x8, stride 8), a class token, position embeddings, two blocks, final
-    norm, a linear head on the class token."""
+    norm, a linear head on the class token. ``conv_patches=False``: patches embedded by a Linear;
+    ``hybrid=True``: a ViT-hybrid, two 3x3 stride-2 convolutions then a 2x2 stride-2 patch embedding."""
 
-    def __init__(self, dim: int = 16, heads: int = 2, depth: int = 2, classes: int = 5, patch: int = 8, size: int = 32, conv_patches: bool = True):
+    def __init__(self, dim: int = 16, heads: int = 2, depth: int = 2, classes: int = 5, patch: int = 8, size: int = 32, conv_patches: bool = True, hybrid: bool = False):
         super().__init__()
         self.patch = patch
-        self.embed = nn.Conv2d(3, dim, patch, patch) if conv_patches else nn.Linear(3 * patch * patch, dim)
+        if hybrid:
+            self.embed = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 12, 3, 2, 1), nn.ReLU(), nn.Conv2d(12, dim, 2, 2))
+        else:
+            self.embed = nn.Conv2d(3, dim, patch, patch) if conv_patches else nn.Linear(3 * patch * patch, dim)
         self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
         self.pos = nn.Parameter(torch.randn(1, 1 + (size // patch) ** 2, dim) * 0.5)
         self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
@@ -75,7 +79,7 @@ class TinyViT(nn.Module):
         self.head = nn.Linear(dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.embed, nn.Conv2d):
+        if not isinstance(self.embed, nn.Linear):
             tokens = self.embed(x).flatten(2).transpose(1, 2)
         else:
             patches = nn.functional.unfold(x, self.patch, stride=self.patch).transpose(1, 2)
@@ -87,6 +91,12 @@ class TinyViT(nn.Module):
 def plain_vit(seed: int = 0, conv_patches: bool = True) -> nn.Module:
     torch.manual_seed(seed)
     return TinyViT(conv_patches=conv_patches).eval()
+
+
+def hybrid_vit(seed: int = 0) -> nn.Module:
+    """A plain-torch ViT-hybrid: its patch embedding (stride 2) runs on a stride-4 conv stem, 4x4 tokens."""
+    torch.manual_seed(seed)
+    return TinyViT(hybrid=True).eval()
 
 
 def inputs(count: int = 2, seed: int = 1) -> torch.Tensor:
