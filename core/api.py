@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .adapter import CLASSIFIER_WEIGHTS, ModelAdapter
+from .adapter import ModelAdapter
 from .concurrency import one_call_per_model
 from .errors import InvalidOption, InvalidTarget, ModelLoadError
 from .explanation import Explanation
@@ -75,7 +75,7 @@ def explain(model: Any, inputs: Any, method: str = "gradcam", targets: Targets =
     adapter, request = bind_targets(adapter, targets, tensor.shape[0])
     prepared = time.perf_counter()
     callable_target = request.score_function is not None
-    if callable_target and _class_targets_only(explainer_class):
+    if callable_target and explainer_class.classes_only_for(options):
         raise InvalidTarget(
             f"method '{method}' explains class indices only (it reads a class's classifier weights or compares class scores), "
             f"not {request.score_function.describe()}: give targets as None, an int or one int per input, or use a gradient or perturbation method"
@@ -174,13 +174,8 @@ def _method_info(name: str, entry: Any, adapters: Mapping[str, Any]) -> MethodIn
         backends=backends,
         aliases=tuple(cls.aliases),
         quick_options=dict(cls.quick_options),
-        class_targets_only=_class_targets_only(cls),
+        class_targets_only=cls.classes_only_for({}),
     )
-
-
-def _class_targets_only(cls: Any) -> bool:
-    """An explainer's ``class_targets_only``, its default (None) read off ``requires``."""
-    return CLASSIFIER_WEIGHTS in cls.requires if cls.class_targets_only is None else bool(cls.class_targets_only)
 
 
 def plugin_failures() -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
-from .adapter import ModelAdapter
+from .adapter import CLASSIFIER_WEIGHTS, ModelAdapter
 from .options import Option
 from .targets import TargetRequest
 
@@ -50,6 +50,13 @@ class Explainer:
     #: row of the class, or compares the class with others): a callable or Target object is an
     #: ``InvalidTarget``. None (the default): True exactly when ``requires`` has classifier weights
     class_targets_only: ClassVar[bool | None] = None
+
+    @classmethod
+    def classes_only_for(cls, options: Mapping[str, Any]) -> bool:
+        """Whether a call with these (unresolved) options explains class-index targets only:
+        ``class_targets_only``, its default (None) read off ``requires``, unless an option chooses
+        another method (a base method) whose answer it then is."""
+        return CLASSIFIER_WEIGHTS in cls.requires if cls.class_targets_only is None else bool(cls.class_targets_only)
 
     @classmethod
     def requires_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -84,6 +84,15 @@ class SmoothGrad(Explainer):
         "memory_mb": Option(1024, number(above=0), "memory budget the noise draws must fit"),
     }
 
+    @classmethod
+    def classes_only_for(cls, options: Mapping[str, Any]) -> bool:
+        """The base method's answer (SmoothGrad itself explains any target)."""
+        base = options.get("base", cls.options["base"].default)
+        try:
+            return isinstance(base, str) and base_explainer(base).classes_only_for(options.get("base_options") or {})
+        except InvalidOption:
+            return False  # the option itself is refused once options are resolved
+
     def attribute(self, adapter: ModelAdapter, inputs: torch.Tensor, targets: TargetRequest, options: dict[str, Any]) -> Attribution:
         base = base_explainer(options["base"])
         base_options = resolve_options(base.name, base.options, options["base_options"] or {})

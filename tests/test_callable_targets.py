@@ -102,6 +102,23 @@ def test_every_method_equals_the_model_with_the_score_folded_in(method):
     assert exp.maps.std() > 0
 
 
+def test_smoothgrad_follows_its_base_on_class_only_targets(monkeypatch):
+    """SmoothGrad over Finer-CAM (class indices only) refuses a callable before any base call;
+    over Grad-CAM it explains it."""
+    from vexplain.plugins.smoothgrad import SmoothGrad
+
+    seg, x = tiny_seg_net(seed=0), images(2, size=8, seed=1)
+    calls = []
+    monkeypatch.setattr(SmoothGrad, "attribute", lambda *args: calls.append(args))
+    with pytest.raises(vx.InvalidTarget, match="method 'smoothgrad' explains class indices only") as caught:
+        vx.explain(seg, x, method="smoothgrad", base="finercam", base_options={"layer": "conv2"}, targets=class_in_centre)
+    assert not calls and "\n" not in str(caught.value)
+    monkeypatch.undo()
+    assert SmoothGrad.classes_only_for({"base": "finercam"}) and not SmoothGrad.classes_only_for({}) and not SmoothGrad.classes_only_for({"base": "nope"})
+    exp = vx.explain(seg, x, method="smoothgrad", base="gradcam", base_options={"layer": "conv2"}, samples=2, targets=class_in_centre)
+    assert exp.maps.shape == (2, 8, 8) and np.isfinite(exp.maps).all()
+
+
 def test_per_input_scores_stay_with_their_inputs_across_batches():
     seg = tiny_seg_net(seed=0)
     x = images(5, size=8, seed=2)
