@@ -79,7 +79,7 @@ class DemoViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos
         return self.head(self.norm(self.blocks(tokens))[:, 0])
 
 

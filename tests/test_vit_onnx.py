@@ -92,3 +92,21 @@ def test_eigencam_says_when_its_sign_is_undetermined(exported):
     for exp in (vx.explain(model, x, method="eigencam", layer="vit.layers.1.layernorm_before"), vx.explain(path, x, method="eigencam")):
         assert any("sign is undetermined" in w for w in exp.warnings), exp.warnings
     assert vx.explain(model, x, method="eigencam", layer=TORCH_LAYER).warnings == []
+
+
+def test_an_exported_hybrid_reads_its_grid_from_the_token_count(tmp_path):
+    """A ViT-hybrid's embedding Conv has stride 2 on a stride-4 stem: the graph's 17 tokens are
+    still a 4x4 grid and a class token (effective stride 8), and the default layer's Score-CAM
+    equals the torch adapter's."""
+    from vit_models import hybrid_vit
+
+    model, x = hybrid_vit(seed=3), inputs(2, seed=5)
+    path = tmp_path / "hybrid.onnx"
+    # with gradients on, nn.MultiheadAttention takes its exportable path (its fused fast path has no ONNX op)
+    torch.onnx.export(model, (inputs(1),), str(path), dynamo=False, input_names=["pixels"], dynamic_axes={"pixels": {0: "n"}})
+    adapter = vx.adapt(str(path))
+    assert adapter.patch_stride() == (2, 2)
+    on_onnx, on_torch = vx.explain(adapter, x, method="scorecam"), vx.explain(model, x, method="scorecam")
+    assert on_torch.options["layer"] == "blocks.1.norm1"
+    assert (on_onnx.options["grid"], on_onnx.options["prefix"]) == ([4, 4], 1) == (on_torch.options["grid"], on_torch.options["prefix"])
+    assert np.abs(on_onnx.maps - on_torch.maps).max() <= 1e-5 * max(1.0, float(np.abs(on_torch.maps).max()))

@@ -84,7 +84,7 @@ class TinyViT(nn.Module):
         else:
             patches = nn.functional.unfold(x, self.patch, stride=self.patch).transpose(1, 2)
             tokens = self.embed(patches)
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos
         return self.head(self.norm(self.blocks(tokens))[:, 0])
 
 
