@@ -22,18 +22,26 @@ def ceil_radius(sigma: float) -> int:
     return math.ceil(4.0 * sigma)
 
 
+def blur_matrices(size: int, sigmas: list[float], device: torch.device, radius=scipy_radius) -> torch.Tensor:
+    """``(len(sigmas), size, size)`` float64: matrix k is B with ``B @ v`` the 1-D blur of v by
+    σ = ``sigmas[k]``: weights exp(−d²/2σ²) normalised over |d| ≤ ``radius(σ)``, zeros outside the
+    signal; σ = 0 gives the identity. Each distinct σ is built once, all of them in one pass."""
+    distinct = sorted(set(float(v) for v in sigmas))
+    sigma = torch.tensor(distinct, dtype=torch.float64, device=device)
+    reach = torch.tensor([radius(v) if v > 0 else 0 for v in distinct], dtype=torch.float64, device=device)
+    scale = torch.where(sigma > 0, sigma, torch.ones((), dtype=torch.float64, device=device))[:, None, None] ** 2
+    widest = int(reach.max().item())
+    taps = torch.arange(-widest, widest + 1, dtype=torch.float64, device=device)[None, None]
+    total = torch.where(taps.abs() <= reach[:, None, None], torch.exp(-0.5 * taps**2 / scale), 0.0).sum(dim=2, keepdim=True)
+    offset = (torch.arange(size, device=device)[None, :] - torch.arange(size, device=device)[:, None]).to(torch.float64)[None]
+    matrices = torch.where(offset.abs() <= reach[:, None, None], torch.exp(-0.5 * offset**2 / scale), 0.0) / total
+    index = torch.tensor([distinct.index(float(v)) for v in sigmas], device=device)
+    return matrices[index]
+
+
 def blur_matrix(size: int, sigma: float, device: torch.device, radius=scipy_radius) -> torch.Tensor:
-    """``(size, size)`` float64 B with ``B @ v`` the 1-D blur of v: weights exp(−k²/2σ²)
-    normalised over |k| ≤ ``radius(σ)``, zeros outside the signal. σ = 0 gives the identity."""
-    if sigma == 0:
-        return torch.eye(size, dtype=torch.float64, device=device)
-    reach = radius(sigma)
-    taps = torch.arange(-reach, reach + 1, dtype=torch.float64, device=device)
-    weights = torch.exp(-0.5 * taps**2 / sigma**2)
-    weights /= weights.sum()
-    offset = torch.arange(size, device=device)[None, :] - torch.arange(size, device=device)[:, None]
-    inside = offset.abs() <= reach
-    return torch.where(inside, weights[(offset + reach).clamp(0, 2 * reach)], torch.zeros((), dtype=torch.float64, device=device))
+    """``(size, size)`` float64 B with ``B @ v`` the 1-D blur of v by σ (see :func:`blur_matrices`)."""
+    return blur_matrices(size, [sigma], device, radius)[0]
 
 
 def blurred(images: torch.Tensor, sigmas: list[float], radius=scipy_radius) -> torch.Tensor:
@@ -41,7 +49,6 @@ def blurred(images: torch.Tensor, sigmas: list[float], radius=scipy_radius) -> t
     axes with σ = ``sigmas[b]`` and zero padding (``radius=scipy_radius``: scipy's
     ``gaussian_filter(mode="constant")``; ``ceil_radius``: TorchRay's ``imsmooth``)."""
     height, width = images.shape[-2:]
-    device = images.device
-    rows = torch.stack([blur_matrix(height, s, device, radius) for s in sigmas])
-    cols = torch.stack([blur_matrix(width, s, device, radius) for s in sigmas])
+    rows = blur_matrices(height, sigmas, images.device, radius)
+    cols = blur_matrices(width, sigmas, images.device, radius)
     return rows[:, None] @ images.double() @ cols[:, None].transpose(-1, -2)
