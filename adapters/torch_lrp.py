@@ -423,12 +423,30 @@ def _at_layer(capture: Any, spec: Propagation, mode: _PropagationMode, total: to
     activation = capture.output
     if activation is None or not activation.requires_grad:
         raise InvalidInput(f"layer '{spec.layer}' did not output a float tensor in the forward pass; pick a layer that computes a feature map")
-    (grad,) = torch.autograd.grad(total, activation, retain_graph=spec.contrastive, allow_unused=True)
+    if spec.contrastive:
+        return activation.detach() * _contrastive_gradient(mode, total, activation, spec.layer)
+    (grad,) = torch.autograd.grad(total, activation, allow_unused=True)
     if grad is None:
         raise InvalidTarget(f"the explained score does not depend on layer '{spec.layer}'; pick a layer that feeds that score")
-    relevance = activation.detach() * grad
-    if spec.contrastive:
-        mode.negate = True
-        (negated,) = torch.autograd.grad(total, activation)
-        relevance = relevance - activation.detach() * negated
-    return relevance
+    return activation.detach() * grad
+
+
+def _contrastive_gradient(mode: _PropagationMode, total: torch.Tensor, activation: torch.Tensor, layer: str) -> torch.Tensor:
+    """The propagated signal at ``activation`` for the target minus that with the last layer's
+    weights negated. Every rule below the last layer is linear in the signal it receives, so the
+    two signals are subtracted at the last layer's input and sent down once (TorchRay likewise
+    subtracts at its contrast layer); two backward passes to ``activation`` give the same."""
+    top = mode.last[2] if mode.last is not None else None
+    below = top is not None and top is not activation and top.requires_grad
+    wrt = top if below else activation
+    (signal,) = torch.autograd.grad(total, wrt, retain_graph=True, allow_unused=True)
+    if signal is None:
+        raise InvalidTarget(f"the explained score does not depend on layer '{layer}'; pick a layer that feeds that score")
+    mode.negate = True
+    (negated,) = torch.autograd.grad(total, wrt, retain_graph=below)
+    if not below:
+        return signal - negated
+    (grad,) = torch.autograd.grad(top, activation, grad_outputs=signal - negated, allow_unused=True)
+    if grad is None:
+        raise InvalidTarget(f"the explained score does not depend on layer '{layer}'; pick a layer that feeds that score")
+    return grad

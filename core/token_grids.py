@@ -20,6 +20,7 @@ the inference; a case that fits no grid, or several, is ``InvalidOption`` naming
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,11 @@ def candidate_grids(input_size: tuple[int, int], patch_stride: tuple[int, int] |
 def count_grids(tokens: int, input_size: tuple[int, int], patch_stride: tuple[int, int] | None, prefix: int | None = None) -> list[tuple[int, int]]:
     """The grids ``tokens`` fit by their count (see the module docstring), largest first: one per
     distinct grid of an effective stride that is a multiple of ``patch_stride`` (or any stride)."""
+    return list(_count_grids(tokens, tuple(input_size), None if patch_stride is None else tuple(patch_stride), prefix))
+
+
+@functools.lru_cache(maxsize=1024)
+def _count_grids(tokens: int, input_size: tuple[int, int], patch_stride: tuple[int, int] | None, prefix: int | None) -> tuple[tuple[int, int], ...]:
     base = patch_stride or (1, 1)
     found: list[tuple[int, int]] = []
     for multiple in range(1, max(input_size) // min(base) + 1):
@@ -96,7 +102,7 @@ def count_grids(tokens: int, input_size: tuple[int, int], patch_stride: tuple[in
             fits = rest == prefix if prefix is not None else 0 <= rest <= MAX_INFERRED_PREFIX and 2 * rest < cells
             if cells > 1 and fits and grid not in found:
                 found.append(grid)
-    return found
+    return tuple(found)
 
 
 def grid_option(value: Any) -> tuple[int, int] | None:
