@@ -11,7 +11,8 @@ modules unaided), and an 8x8 token grid on 64x64 inputs:
 
 - ``patch`` (``DemoViT``): 8x8 patches embedded by a strided convolution, as in ViT-B/16. Trained
   from scratch on a few thousand cluttered scenes it stays at chance (0.258 held-out after 8
-  epochs; learning rates, 30 epochs, 4x4 patches and a max-pooling curriculum did not help).
+  epochs on 4000 scenes; learning rates, 30 epochs, 4x4 patches, a max-pooling curriculum, a conv
+  stem trained from scratch and distillation from the demo CNN did not help).
 - ``hybrid`` (``HybridViT``, the default): the ViT paper's hybrid (Dosovitskiy et al. 2021, §3.1),
   whose patch embedding (2x2, stride 2) runs on a CNN's feature map. The CNN is the first three
   conv blocks of the shipped demo CNN (stride 4, its trained weights as the starting point, fine-
