@@ -6,8 +6,12 @@ Hugging Face modules, the additive ``attention_mask`` it is given, e.g. BEiT's r
 bias) and computes ``softmax(q kᵀ · s + mask)`` per head, where ``q``/``k`` are the module's own
 query/key projections of ``x`` and ``s`` its scaling (1/√d by default). Supported:
 
-* Hugging Face ViT / DeiT / BEiT attention (``ViTAttention``, ``DeiTAttention``, ``BeitAttention``
-  with ``q_proj``/``k_proj``; older ``*SelfAttention`` with ``query``/``key``);
+* Hugging Face attention of the ViT layout, ``<Family>Attention`` or ``<Family>SelfAttention``
+  for the families in :data:`HF_FAMILIES` (ViT, DeiT, BEiT, DINOv2 with or without registers,
+  ViT-MAE, ViT-MSN, I-JEPA, CLIP's and SigLIP's towers), with ``q_proj``/``k_proj``/``v_proj``
+  (or the older ``query``/``key``/``value``) linear layers, ``num_attention_heads`` or
+  ``num_heads``, ``scaling`` or ``scale`` and an optional ``o_proj``/``out_proj``, not causal.
+  Windowed (Swin) and rotary (DINOv3) attention are other computations and are refused;
 * ``torch.nn.MultiheadAttention`` (its ``in_proj_weight``, or ``q_proj_weight``/``k_proj_weight``),
   self-attention without ``attn_mask``, ``key_padding_mask`` or ``add_bias_kv``;
 * timm's ``Attention`` (``timm.layers.Attention``: fused ``qkv``, ``q_norm``/``k_norm``, an
@@ -21,8 +25,12 @@ value is o exactly (x − x = 0), the gradient reaching o is unchanged, and d(sc
 gradient of the score w.r.t. the attention probabilities, as eager attention's retained
 ``attentions`` would give, under fused SDPA as well.
 
-Any other module whose class name contains "Attention" (and that holds no supported one) is
-refused with ``refuse(hint)`` (the adapter's ``UnsupportedCapability``) naming its class; so is a model with no attention at all.
+Every recomputation is checked against the module itself: in eval mode the module's output must
+equal m(P) within 1e-4 of its magnitude, so a module whose attention has terms this recomputation
+does not know (rotary position embeddings, a bias computed inside it, a causal mask) is refused
+by name rather than explained with wrong probabilities. Any other module whose class name contains
+"Attention" (and that holds no supported one) is refused with ``refuse(hint)`` (the adapter's
+``UnsupportedCapability``) naming its class; so is a model with no attention at all.
 """
 from __future__ import annotations
 
@@ -32,8 +40,13 @@ import torch
 
 from vexplain.core.errors import VexplainError
 
-HF_ATTENTION = frozenset({"ViTAttention", "DeiTAttention", "BeitAttention", "ViTSelfAttention", "DeiTSelfAttention", "BeitSelfAttention"})
-WORKS = "Hugging Face ViT/DeiT/BEiT attention, timm's Attention and torch.nn.MultiheadAttention"
+WORKS = "Hugging Face attention of the ViT layout (ViT, DeiT, BEiT, DINOv2, CLIP/SigLIP vision), timm's Attention and torch.nn.MultiheadAttention"
+#: the recomputed output may differ from the module's by this fraction of its largest magnitude
+OUTPUT_TOLERANCE = 1e-4
+_HF_PROJECTIONS = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
+#: Hugging Face model families whose attention is plain softmax(q·kᵀ·scale + mask)·V over all tokens
+HF_FAMILIES = ("ViT", "DeiT", "Beit", "Dinov2", "Dinov2WithRegisters", "ViTMAE", "ViTMSN", "IJepa", "CLIP", "Siglip", "Siglip2")
+_HF_NAMES = frozenset(f"{family}{kind}" for family in HF_FAMILIES for kind in ("Attention", "SelfAttention"))
 #: a module's probabilities ``(N, heads, T, T)`` and its value mixing ``P -> output contribution``
 Recomputed = tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -43,12 +56,27 @@ def _is_timm(module: torch.nn.Module) -> bool:
     return kind.__name__ == "Attention" and kind.__module__.startswith("timm.") and all(hasattr(module, a) for a in ("qkv", "num_heads", "head_dim", "proj"))
 
 
+def _hf_projections(module: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module] | None:
+    for names in _HF_PROJECTIONS:
+        layers = [getattr(module, name, None) for name in names]
+        if all(isinstance(layer, torch.nn.Linear) for layer in layers):
+            return tuple(layers)  # type: ignore[return-value]
+    return None
+
+
+def _hf_heads(module: torch.nn.Module) -> int | None:
+    heads = getattr(module, "num_attention_heads", getattr(module, "num_heads", None))
+    return heads if isinstance(heads, int) and heads > 0 else None
+
+
+def _is_hf(module: torch.nn.Module) -> bool:
+    kind = type(module)
+    return (kind.__module__.startswith("transformers.") and kind.__name__ in _HF_NAMES
+            and _hf_projections(module) is not None and _hf_heads(module) is not None)
+
+
 def _supported(module: torch.nn.Module) -> bool:
-    if isinstance(module, torch.nn.MultiheadAttention) or _is_timm(module):
-        return True
-    if type(module).__name__ not in HF_ATTENTION:
-        return False
-    return (hasattr(module, "q_proj") and hasattr(module, "k_proj")) or (hasattr(module, "query") and hasattr(module, "key"))
+    return isinstance(module, torch.nn.MultiheadAttention) or _is_timm(module) or _is_hf(module)
 
 
 def has_attention(model: torch.nn.Module) -> bool:
@@ -95,16 +123,16 @@ def _softmax(q: torch.Tensor, k: torch.Tensor, scaling: float, mask: torch.Tenso
     return torch.softmax(logits, dim=-1).float()
 
 
-def _hf_attention(module: torch.nn.Module, args: tuple, kwargs: dict) -> Recomputed:
+def _hf_attention(module: torch.nn.Module, args: tuple, kwargs: dict, refuse: Callable[[str], Exception]) -> Recomputed:
     x = args[0] if args else kwargs["hidden_states"]
     mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
-    heads = int(module.num_attention_heads)
-    if hasattr(module, "q_proj"):
-        q, k, value, out = module.q_proj(x), module.k_proj(x), module.v_proj, getattr(module, "o_proj", None)
-        scaling = float(getattr(module, "scaling", (q.shape[-1] // heads) ** -0.5))
-    else:
-        q, k, value, out = module.query(x), module.key(x), module.value, None
-        scaling = (q.shape[-1] // heads) ** -0.5
+    if getattr(module, "is_causal", False) or kwargs.get("causal_attention_mask") is not None:
+        raise refuse(f"{type(module).__name__} is causal attention; attention methods explain bidirectional (vision) self-attention")
+    heads = _hf_heads(module)
+    query, key, value = _hf_projections(module)
+    q, k = query(x), key(x)
+    out = getattr(module, "o_proj", getattr(module, "out_proj", None))
+    scaling = float(getattr(module, "scaling", getattr(module, "scale", (q.shape[-1] // heads) ** -0.5)))
     probabilities = _softmax(_heads(q, heads), _heads(k, heads), scaling, mask if isinstance(mask, torch.Tensor) else None)
 
     def mix(p: torch.Tensor) -> torch.Tensor:
@@ -174,7 +202,28 @@ def _recompute(module: torch.nn.Module, args: tuple, kwargs: dict, refuse: Calla
             return _mha_attention(module, args, kwargs, refuse)
         if _is_timm(module):
             return _timm_attention(module, args, kwargs, refuse)
-        return _hf_attention(module, args, kwargs)
+        return _hf_attention(module, args, kwargs, refuse)
+
+
+def _main_output(output: Any) -> torch.Tensor | None:
+    if isinstance(output, tuple) and output:
+        output = output[0]
+    return output if isinstance(output, torch.Tensor) else None
+
+
+def _check_reproduced(module: torch.nn.Module, output: Any, mixed: torch.Tensor, refuse: Callable[[str], Exception]) -> None:
+    """Refuse a module whose output (eval mode: no attention dropout) is not m(P) of the
+    recomputed probabilities within ``OUTPUT_TOLERANCE`` of its largest magnitude."""
+    actual = _main_output(output)
+    if module.training or actual is None or actual.shape != mixed.shape:
+        return  # dropout changes the output; a shape mismatch is _add_to_output's error
+    difference = float((actual.detach().double() - mixed.double()).abs().max())
+    scale = max(1.0, float(actual.detach().abs().max()))
+    if not difference <= OUTPUT_TOLERANCE * scale:
+        raise refuse(
+            f"{type(module).__name__}'s output is not softmax(q·kᵀ·scale + mask)·V of its own projections (max difference {difference:.3g}): "
+            f"its attention has terms vexplain cannot recompute (rotary position embeddings, a bias computed inside it?); attention capture supports {WORKS}"
+        )
 
 
 def _add_to_output(output: Any, tap: torch.Tensor, refuse: Callable[[str], Exception], kind: str) -> Any:
@@ -203,12 +252,17 @@ def capture_attentions(
                 return None
             try:
                 probabilities, mix = _recompute(module, args, kwargs, refuse)
+                if probabilities.shape[-1] != probabilities.shape[-2]:
+                    raise refuse(f"{type(module).__name__} '{name}' is cross-attention ({probabilities.shape[-2]} queries, {probabilities.shape[-1]} keys); attention methods follow self-attention over the tokens")
                 if not gradients:
+                    with torch.no_grad():
+                        _check_reproduced(module, output, mix(probabilities), refuse)
                     captured.append((name, probabilities))
                     return None
                 leaf = probabilities.requires_grad_(True)
                 with torch.enable_grad():
                     mixed = mix(leaf)
+                    _check_reproduced(module, output, mixed.detach(), refuse)
                     replaced = _add_to_output(output, mixed - mixed.detach(), refuse, type(module).__name__)
                 captured.append((name, leaf))
                 return replaced

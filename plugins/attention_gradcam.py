@@ -38,7 +38,7 @@ class AttentionGradCAM(Explainer):
     min-max); class-specific: each input's target changes the map. Non-negative.
 
     The probabilities and their gradients come from the attention modules' own projections
-    (``vexplain.adapters.torch_attention``: Hugging Face ViT/DeiT/BEiT, timm ``Attention``,
+    (``vexplain.adapters.torch_attention``: Hugging Face ViT, DeiT, BEiT, DINOv2, CLIP, ..., timm ``Attention``,
     ``nn.MultiheadAttention``), made part of the graph without changing any value, so fused SDPA
     attention gives the eager map; one forward and one backward per batch. ``grid=(h, w)`` /
     ``prefix=k`` override the inferred grid and prefix; ``exp.options`` records ``grid``,

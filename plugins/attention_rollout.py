@@ -52,7 +52,7 @@ class AttentionRollout(Explainer):
 
     Class-agnostic: the targets are resolved and recorded (``exp.targets``) but change nothing.
     Attention probabilities are recomputed from each attention module's query/key projections
-    (``vexplain.adapters.torch_attention``: Hugging Face ViT/DeiT/BEiT attention and
+    (``vexplain.adapters.torch_attention``: Hugging Face attention of the ViT layout, timm ``Attention`` and
     ``nn.MultiheadAttention``), so fused SDPA attention gives the same map as eager attention.
     The grid and prefix tokens (class, distillation) are inferred from the patch embedding and the
     input size like a token-grid layer's; ``grid=(h, w)`` / ``prefix=k`` override; ``exp.options``

@@ -40,7 +40,7 @@ class LeGrad(Explainer):
     authors' CLIP code starts at a chosen depth).
 
     One forward and one backward per batch, with the attention capture of
-    ``vexplain.adapters.torch_attention`` (Hugging Face ViT/DeiT/BEiT, timm ``Attention``,
+    ``vexplain.adapters.torch_attention`` (Hugging Face ViT, DeiT, BEiT, DINOv2, CLIP, ..., timm ``Attention``,
     ``nn.MultiheadAttention``; fused SDPA gives the eager map). ``grid=(h, w)`` / ``prefix=k``
     override the inferred grid and prefix; ``exp.options`` records ``grid``, ``prefix`` and the
     attention ``layers`` used."""

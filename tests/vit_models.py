@@ -43,6 +43,38 @@ def hf_deit(seed: int = 0) -> nn.Module:
     return T.DeiTForImageClassificationWithTeacher(config).eval()
 
 
+def hf_dinov2(seed: int = 0, registers: int = 0, eager: bool = False) -> nn.Module:
+    """A tiny DINOv2 classifier (class token, with ``registers`` register tokens after it)."""
+    T = hf()
+    torch.manual_seed(seed)
+    shape = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, num_labels=5)
+    if registers:
+        config = T.Dinov2WithRegistersConfig(**shape, num_register_tokens=registers)
+        model = T.Dinov2WithRegistersForImageClassification
+    else:
+        config, model = T.Dinov2Config(**shape), T.Dinov2ForImageClassification
+    if eager:
+        config._attn_implementation = "eager"
+    built = model(config).eval()
+    if registers:  # they start as zeros: equal tokens would tie every attention ranking
+        with torch.no_grad():
+            built.dinov2_with_registers.embeddings.register_tokens.normal_()
+    return built
+
+
+def hf_clip(seed: int = 0, eager: bool = False) -> nn.Module:
+    """A tiny CLIP image classifier (its vision tower, patch tokens mean-pooled, a linear head)."""
+    T = hf()
+    torch.manual_seed(seed)
+    text = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    config = T.CLIPConfig(text_config=text, vision_config=vision, num_labels=5)
+    if eager:
+        config._attn_implementation = "eager"
+        config.vision_config._attn_implementation = "eager"
+    return T.CLIPForImageClassification(config).eval()
+
+
 def hf_swin(seed: int = 0) -> nn.Module:
     T = hf()
     torch.manual_seed(seed)
