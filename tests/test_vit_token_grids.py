@@ -163,6 +163,19 @@ def test_every_cam_method_without_wrapper_or_layer(build, method):
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
 
 
+@pytest.mark.parametrize("method", cam_methods() + ["guided_gradcam"])
+def test_every_cam_method_on_convnext_at_its_last_stage(method):
+    """ConvNeXt's natural default is its last stage's channels-first map, as for any CNN."""
+    model, x = hf_convnext(), inputs(2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    exp = vx.explain(model, x, method=method)
+    assert exp.maps.shape == (2, 32, 32) and np.isfinite(exp.maps).all()
+    if method != "guided_gradcam":
+        assert exp.options["layer"] == "convnext.encoder.stages.1" and "layout" not in exp.options
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+
+
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "ablationcam", "eigencam"])
 def test_batching_changes_nothing(method):
     model, x = hf_vit(), inputs(3)
