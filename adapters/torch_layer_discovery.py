@@ -18,6 +18,8 @@ from .torch_layers import feature_map_shapes
 
 #: default CAM layer per model, input shape and module structure (it does not depend on the weights)
 _DEFAULT_LAYERS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, str]]" = weakref.WeakKeyDictionary()
+#: 4-D layer shapes per model, input shape and module structure (excitation backprop's default layer reads them every call)
+_LAYER_SHAPES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, dict[str, tuple[int, ...]]]]" = weakref.WeakKeyDictionary()
 
 
 class TorchLayerDiscovery:
@@ -36,11 +38,16 @@ class TorchLayerDiscovery:
         return [name for name, _ in self.model.named_modules() if name]
 
     def layer_shapes(self, sample: torch.Tensor) -> dict[str, tuple[int, ...]]:
-        """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with its shape (one hooked pass)."""
+        """Modules whose output on ``sample`` is a 4-D feature map of more than one position, with
+        its shape (one hooked pass, cached per input shape and module structure)."""
         if ACTIVATIONS not in self.capabilities:
             return {}
-        shapes = self._feature_maps(sample[:1].to(self.device))
-        return {name: shapes[name] for name in self.layers() if name in shapes}
+        known = _LAYER_SHAPES.setdefault(self.model, {})
+        key = (tuple(sample.shape[1:]), tuple((n, type(m)) for n, m in self.model.named_modules()))
+        if key not in known:
+            shapes = self._feature_maps(sample[:1].to(self.device))
+            known[key] = {name: shapes[name] for name in self.layers() if name in shapes}
+        return dict(known[key])
 
     def patch_stride(self) -> tuple[int, int] | None:
         return find_patch_stride(self.model) if ACTIVATIONS in self.capabilities else None
