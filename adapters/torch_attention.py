@@ -26,7 +26,7 @@ gradient of the score w.r.t. the attention probabilities, as eager attention's r
 ``attentions`` would give, under fused SDPA as well.
 
 Every recomputation is checked against the module itself: in eval mode the module's output must
-equal m(P) within 1e-4 of its magnitude, so a module whose attention has terms this recomputation
+equal m(P) within 1e-4 of its magnitude (16 epsilons of a half-precision output), so a module whose attention has terms this recomputation
 does not know (rotary position embeddings, a bias computed inside it, a causal mask) is refused
 by name rather than explained with wrong probabilities. Any other module whose class name contains
 "Attention" (and that holds no supported one) is refused with ``refuse(hint)`` (the adapter's
@@ -42,6 +42,7 @@ from vexplain.core.errors import VexplainError
 
 WORKS = "Hugging Face attention of the ViT layout (ViT, DeiT, BEiT, DINOv2, CLIP/SigLIP vision), timm's Attention and torch.nn.MultiheadAttention"
 #: the recomputed output may differ from the module's by this fraction of its largest magnitude
+#: (or 16 machine epsilons of the output's dtype, for half-precision models, if that is more)
 OUTPUT_TOLERANCE = 1e-4
 _HF_PROJECTIONS = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
 #: Hugging Face model families whose attention is plain softmax(q·kᵀ·scale + mask)·V over all tokens
@@ -219,7 +220,8 @@ def _check_reproduced(module: torch.nn.Module, output: Any, mixed: torch.Tensor,
         return  # dropout changes the output; a shape mismatch is _add_to_output's error
     difference = float((actual.detach().double() - mixed.double()).abs().max())
     scale = max(1.0, float(actual.detach().abs().max()))
-    if not difference <= OUTPUT_TOLERANCE * scale:
+    tolerance = max(OUTPUT_TOLERANCE, 16 * torch.finfo(actual.dtype).eps) if actual.is_floating_point() else OUTPUT_TOLERANCE
+    if not difference <= tolerance * scale:
         raise refuse(
             f"{type(module).__name__}'s output is not softmax(q·kᵀ·scale + mask)·V of its own projections (max difference {difference:.3g}): "
             f"its attention has terms vexplain cannot recompute (rotary position embeddings, a bias computed inside it?); attention capture supports {WORKS}"

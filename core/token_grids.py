@@ -151,7 +151,7 @@ def token_layout(
         rest = tokens - candidate[0] * candidate[1]
         if (prefix is None and (rest == 0 or (k == 0 and 0 < rest <= candidate[0] * candidate[1]))) or rest == prefix:
             fits.append(TokenLayout(TOKENS, candidate, rest))
-    if not fits:
+    if not fits and shape[2] > 1:  # (N, C, 1) is a pooled vector, not C tokens
         fits = [TokenLayout(TOKENS, g, tokens - g[0] * g[1]) for g in count_grids(tokens, input_size, patch_stride, prefix)]
     if not fits:
         stride = f"patch stride {patch_stride} or a multiple of it" if patch_stride else "any stride (the model has no patch embedding, a Conv2d with stride = kernel size)"

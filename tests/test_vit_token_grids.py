@@ -75,6 +75,8 @@ def test_grid_from_the_token_count_by_hand():
     assert count_grids(40, (32, 32), (8, 8)) == []  # 6x6 + 4 needs stride 6, no multiple of 8
     assert count_grids(40, (32, 32), None) == [(6, 6)]
     assert count_grids(30, (32, 32), None, prefix=5) == [(5, 5)]
+    with pytest.raises(vx.InvalidOption, match="fit no patch grid"):  # a pooled (N, C, 1) vector is not C tokens
+        token_layout((1, 197, 1), (224, 224), None, "pool")
 
 
 def test_grid_from_the_token_count_when_ambiguous_asks_for_grid():
