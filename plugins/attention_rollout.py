@@ -54,8 +54,8 @@ class AttentionRollout(Explainer):
     Attention probabilities are recomputed from each attention module's query/key projections
     (``vexplain.adapters.torch_attention``: Hugging Face attention of the ViT layout, timm ``Attention`` and
     ``nn.MultiheadAttention``), so fused SDPA attention gives the same map as eager attention.
-    The grid and prefix tokens (class, distillation) are inferred from the patch embedding and the
-    input size like a token-grid layer's; ``grid=(h, w)`` / ``prefix=k`` override; ``exp.options``
+    The grid and prefix tokens (class, distillation, registers) are inferred from the patch
+    embedding and the input size, or the token count, like a token-grid layer's; ``grid=(h, w)`` / ``prefix=k`` override; ``exp.options``
     records ``grid``, ``prefix`` and the attention ``layers`` used."""
 
     name = "attention_rollout"

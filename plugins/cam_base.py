@@ -80,7 +80,7 @@ AUG_SMOOTH_OPTION = Option(False, boolean(), "average the min-max scaled maps of
 EIGEN_SMOOTH_OPTION = Option(False, boolean(), "layer map = first principal component of the per-channel contributions instead of their sum")
 
 
-GRID_OPTION = Option(None, grid_option, "patch grid (h, w) of a token layer; default inferred from the patch embedding's stride and the input size")
+GRID_OPTION = Option(None, grid_option, "patch grid (h, w) of a token layer; default inferred from the patch embedding's stride and the input size, else from the token count")
 PREFIX_OPTION = Option(None, prefix_option, "count of prefix tokens (class, distillation, register) before a token layer's patch grid; default the tokens beyond the grid")
 
 
