@@ -6,6 +6,9 @@ under each column a colour bar labelled with the values its ends stand for. Each
 one colour scale over the scenes shown (so rows can be compared within a method): unsigned maps
 min-max over the column, signed maps ±max|m| with zero at the diverging colormap's centre
 (``core/colour_scale.py``). A white cross marks each map's peak, the green box the object.
+With more than :data:`MAX_COLUMNS` methods the columns wrap into bands stacked top to bottom, as
+even in size as possible, each band starting with the input column again, so the figure stays
+about a screen wide whatever the number of methods.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ LABEL_WIDTH = 70
 TITLE_HEIGHT = 30
 CAPTION_HEIGHT = 32
 ALPHA = 0.5
+#: method columns per band; more wrap into further bands below
+MAX_COLUMNS = 12
+#: space between bands (pixels)
+BAND_GAP = 16
 
 
 def column_overlays(images: np.ndarray, maps: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, str, bool]:
@@ -49,6 +56,27 @@ def demo_figure(
 ) -> np.ndarray:
     """RGB uint8 figure of the first ``len(images)`` scenes of ``scored``; ``columns`` maps a
     method name to its (maps (R, H, W), peaks (R, 2) as row, column) for those scenes."""
+    rows = len(images)
+    names = list(columns)
+    bands = max(1, -(-len(names) // MAX_COLUMNS))
+    per_band = -(-len(names) // bands) if names else 0
+    blocks = [
+        _band(images, labels, boxes, {n: columns[n] for n in names[b * per_band : (b + 1) * per_band]}, class_names)
+        for b in range(bands)
+    ]
+    width = max(block.shape[1] for block in blocks)
+    body = join([_pad_width(block, width) for block in blocks], BAND_GAP, axis=0)
+    caption = (
+        f"showing {rows} of {scored} scenes scored; rows: each scene's true class\n"
+        "one colour scale per column (bar below); +: the map's peak; green: the object's box"
+    )
+    return join([text_tile(caption, body.shape[1], CAPTION_HEIGHT), body], GAP, axis=0)
+
+
+def _band(
+    images: np.ndarray, labels: Sequence[int], boxes: np.ndarray, columns: Mapping[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
+) -> np.ndarray:
+    """One band: titles, the input column and ``columns``' overlays per scene, colour bars."""
     import cv2
 
     rows = len(images)
@@ -76,12 +104,15 @@ def demo_figure(
         lines.append(join([label, join(cells[i], GAP, axis=1)], GAP, axis=1))
     bar_label = text_tile("colour\nscale", LABEL_WIDTH, COLOUR_BAR_HEIGHT)
     lines.append(join([bar_label, join(bars, GAP, axis=1)], GAP, axis=1))
-    body = join(lines, GAP, axis=0)
-    caption = (
-        f"showing {rows} of {scored} scenes scored; rows: each scene's true class\n"
-        "one colour scale per column (bar below); +: the map's peak; green: the object's box"
-    )
-    return join([text_tile(caption, body.shape[1], CAPTION_HEIGHT), body], GAP, axis=0)
+    return join(lines, GAP, axis=0)
+
+
+def _pad_width(block: np.ndarray, width: int) -> np.ndarray:
+    """``block`` padded on the right with background to ``width`` pixels."""
+    if block.shape[1] == width:
+        return block
+    pad = np.full((block.shape[0], width - block.shape[1], 3), BACKGROUND, dtype=np.uint8)
+    return np.concatenate([block, pad], axis=1)
 
 
 def _wrapped(name: str, width: int) -> str:

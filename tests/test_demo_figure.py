@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vexplain.core.colour_scale import COLOUR_BAR_HEIGHT, RDBU_CENTRE
-from vexplain.demo.figure import CAPTION_HEIGHT, GAP, LABEL_WIDTH, SCALE, TITLE_HEIGHT, column_overlays, demo_figure
+from vexplain.demo.figure import BAND_GAP, CAPTION_HEIGHT, GAP, LABEL_WIDTH, MAX_COLUMNS, SCALE, TITLE_HEIGHT, column_overlays, demo_figure
 
 
 def scenes(rows: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,6 +30,25 @@ def test_layout_rows_columns_caption_and_bars():
     # a colour bar strip under each method column: coloured (not white) pixels
     bars = figure[-COLOUR_BAR_HEIGHT:, LABEL_WIDTH + GAP + tile + GAP:]
     assert (bars.std(axis=2) > 20).any()
+
+
+def test_many_methods_wrap_into_even_bands(monkeypatch):
+    """MAX_COLUMNS + 2 methods: two bands of equal column counts, each led by the input column,
+    every method titled once; the figure is one band wide."""
+    import vexplain.demo.figure as module
+
+    written = []
+    real = module.text_tile
+    monkeypatch.setattr(module, "text_tile", lambda text, *a, **k: written.append(text) or real(text, *a, **k))
+    images, labels, boxes = scenes(2)
+    count = MAX_COLUMNS + 2
+    columns = {f"m{i}": (np.random.default_rng(i).random((2, 16, 16)), np.zeros((2, 2), int)) for i in range(count)}
+    figure = demo_figure(images, labels, boxes, columns, ["circle", "square"], scored=32)
+    tile, per_band = 16 * SCALE, count // 2
+    band_width = LABEL_WIDTH + GAP + (per_band + 1) * tile + per_band * GAP
+    band_height = TITLE_HEIGHT + 2 * (GAP + tile) + GAP + COLOUR_BAR_HEIGHT
+    assert figure.shape == (CAPTION_HEIGHT + GAP + 2 * band_height + BAND_GAP, band_width, 3)
+    assert written.count("input + box") == 2 and all(written.count(f"m{i}") == 1 for i in range(count))
 
 
 def test_caption_counts_shown_and_scored(monkeypatch):
