@@ -26,7 +26,6 @@ from vexplain.core.adapter import (
     GUIDED_GRADIENTS,
     RULE_GRADIENTS,
     ActivationResult,
-    AttentionResult,
     BiasGradientResult,
     BoxScorer,
     GradientResult,
@@ -38,9 +37,10 @@ from vexplain.core.errors import InvalidInput, InvalidTarget, ModelLoadError
 from vexplain.core.hookspecs import hookimpl
 from vexplain.core.notices import warn
 from vexplain.core.options import checked, integer
-from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, gather_scores
+from vexplain.core.targets import ScoreFunction, TargetRequest, apply_score_function, differentiable, gather_scores
 
-from .torch_attention import capture_attentions, has_attention
+from .torch_attention import has_attention
+from .torch_attention_capture import TorchAttentionCapture
 from .torch_layer_discovery import TorchLayerDiscovery
 from .torch_outputs import on_output, producing_linear, select_output
 from .torch_errors import call_error, parameter_dtype
@@ -76,13 +76,7 @@ class _Capture:
         return None
 
 
-def _differentiable(scores: torch.Tensor) -> torch.Tensor:
-    if not scores.requires_grad:
-        raise InvalidTarget("the explained scores do not depend on the model's output (a detached or constant callable target?); return a tensor computed from the output")
-    return scores
-
-
-class TorchAdapter(TorchLayerDiscovery, ModelAdapter):
+class TorchAdapter(TorchLayerDiscovery, TorchAttentionCapture, ModelAdapter):
     """An ``nn.Module`` (TorchScript included), kept on its device.
 
     ``batch_size`` (default 64) bounds each forward/backward. ``output`` (an index or name)
@@ -272,7 +266,7 @@ class TorchAdapter(TorchLayerDiscovery, ModelAdapter):
                 batch = inputs[part].detach().clone().requires_grad_(True)
                 batch_scores = self._scores(self._call(batch))
                 batch_targets = targets.select(batch_scores.detach(), part.start)
-                (grad,) = torch.autograd.grad(_differentiable(gather_scores(batch_scores, batch_targets)).sum(), batch)
+                (grad,) = torch.autograd.grad(differentiable(gather_scores(batch_scores, batch_targets)).sum(), batch)
                 grads.append(grad)
                 scores.append(batch_scores.detach())
                 chosen.append(batch_targets)
@@ -329,43 +323,6 @@ class TorchAdapter(TorchLayerDiscovery, ModelAdapter):
         self.check_layer(layer)
         return self.model.get_submodule(layer)
 
-    def attentions(self, inputs: torch.Tensor) -> AttentionResult:
-        """Recomputed from each attention module's inputs (``torch_attention``), batch by batch."""
-        if ATTENTION not in self.capabilities:
-            raise self._unsupported(ATTENTION, "TorchScript modules take no hooks")
-        inputs, parts, scores = inputs.to(self.device), [], []
-        without = copy.copy(self)  # so the refusal lists only the methods that work without attention
-        without.capabilities = self.capabilities - {ATTENTION}
-        refuse = lambda hint: without._unsupported(ATTENTION, hint)  # noqa: E731
-        with eval_mode(self.model), torch.no_grad():
-            for part in self._batches(len(inputs)):
-                names, probabilities, output = capture_attentions(self.model, lambda: self._call(inputs[part]), refuse)
-                scores.append(self._scores(output))
-                parts.append(probabilities)
-        return AttentionResult([torch.cat(layer) for layer in zip(*parts)], names, torch.cat(scores))
-
-    def attention_gradients(self, inputs: torch.Tensor, targets: TargetRequest) -> AttentionResult:
-        """The probabilities made part of the graph (``torch_attention``) and d(target)/d(them)."""
-        if ATTENTION not in self.capabilities:
-            raise self._unsupported(ATTENTION, "TorchScript modules take no hooks")
-        inputs, parts, grads, scores, chosen = inputs.to(self.device), [], [], [], []
-        without = copy.copy(self)
-        without.capabilities = self.capabilities - {ATTENTION}
-        refuse = lambda hint: without._unsupported(ATTENTION, hint)  # noqa: E731
-        with eval_mode(self.model), torch.enable_grad():
-            for part in self._batches(len(inputs)):
-                names, probabilities, output = capture_attentions(self.model, lambda: self._call(inputs[part]), refuse, gradients=True)
-                batch_scores = self._scores(output)
-                batch_targets = targets.select(batch_scores.detach(), part.start)
-                score = _differentiable(gather_scores(batch_scores, batch_targets)).sum()
-                found = torch.autograd.grad(score, probabilities, allow_unused=True)
-                grads.append([torch.zeros_like(p) if g is None else g for p, g in zip(probabilities, found)])
-                parts.append([p.detach() for p in probabilities])
-                scores.append(batch_scores.detach())
-                chosen.append(batch_targets)
-        stack = lambda layers: [torch.cat(layer) for layer in zip(*layers)]  # noqa: E731
-        return AttentionResult(stack(parts), names, torch.cat(scores), stack(grads), torch.cat(chosen))
-
     def activations(self, inputs: torch.Tensor, layer: str) -> ActivationResult:
         if ACTIVATIONS not in self.capabilities:
             raise self._unsupported(ACTIVATIONS, "TorchScript modules take no hooks")
@@ -403,7 +360,7 @@ class TorchAdapter(TorchLayerDiscovery, ModelAdapter):
                         raise ModelLoadError(f"layer '{layer}' outputs {activation.dtype} values, which carry no gradients; pick a layer with a float output")
                     target_scores = gather_scores(batch_scores, batch_targets)
                     if self._score_function is not None:
-                        _differentiable(target_scores)
+                        differentiable(target_scores)
                     grad = None
                     if target_scores.requires_grad:  # not when no path joins the layer to a frozen model's score
                         (grad,) = torch.autograd.grad(target_scores.sum(), activation, allow_unused=True)

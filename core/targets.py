@@ -294,3 +294,10 @@ def apply_score_function(function: ScoreFunction, output: Any, rows: int) -> tor
 def gather_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``scores[i, targets[i]]`` for each row."""
     return scores.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def differentiable(scores: torch.Tensor) -> torch.Tensor:
+    """``scores``, or ``InvalidTarget`` when they do not depend on the model's output (no gradient)."""
+    if not scores.requires_grad:
+        raise InvalidTarget("the explained scores do not depend on the model's output (a detached or constant callable target?); return a tensor computed from the output")
+    return scores
