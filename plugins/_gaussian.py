@@ -35,7 +35,8 @@ def blur_matrices(size: int, sigmas: list[float], device: torch.device, radius=s
     total = torch.where(taps.abs() <= reach[:, None, None], torch.exp(-0.5 * taps**2 / scale), 0.0).sum(dim=2, keepdim=True)
     offset = (torch.arange(size, device=device)[None, :] - torch.arange(size, device=device)[:, None]).to(torch.float64)[None]
     matrices = torch.where(offset.abs() <= reach[:, None, None], torch.exp(-0.5 * offset**2 / scale), 0.0) / total
-    index = torch.tensor([distinct.index(float(v)) for v in sigmas], device=device)
+    position = {v: i for i, v in enumerate(distinct)}
+    index = torch.tensor([position[float(v)] for v in sigmas], device=device)
     return matrices[index]
 
 

@@ -97,9 +97,20 @@ def test_cross_attention_is_refused_by_name():
     assert hooks(model) == 0
 
 
-def test_half_precision_models_pass_the_output_check():
-    """bfloat16 attention differs from the float64 recomputation by its own rounding (about 1e-2),
-    which the check allows; the map stays close to the float32 model's."""
+def test_output_check_tolerance_follows_the_output_dtype():
+    """A difference of 1e-3 of the output's magnitude: rounding for a float16 output (16 epsilons
+    are 1.6e-2), a real difference for a float32 one (tolerance 1e-4)."""
+    from vexplain.adapters.torch_attention import _check_reproduced
+
+    module = hf_vit(seed=1).get_submodule("vit.layers.0.attention")
+    mixed = torch.full((1, 3, 4), 2.0)
+    _check_reproduced(module, (mixed.half() + 2e-3,), mixed, ValueError)
+    with pytest.raises(ValueError, match="output is not softmax"):
+        _check_reproduced(module, (mixed + 2e-3,), mixed, ValueError)
+
+
+def test_half_precision_models_run_the_attention_methods():
+    """A bfloat16 model passes the output check, and its map stays close to the float32 model's."""
     model, x = hf_vit(seed=1), inputs(2)
     full = vx.explain(model, x, method="attention_rollout").layer_maps
     half = vx.explain(hf_vit(seed=1).to(torch.bfloat16), x.to(torch.bfloat16), method="attention_rollout").layer_maps
